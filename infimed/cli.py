@@ -1,0 +1,59 @@
+"""The ``infimed`` console script.
+
+Each subcommand lives in its own module under ``infimed.commands`` with two functions:
+``add_arguments(parser)`` and ``main(args) -> int | None``. Modules are imported only when their subcommand runs (or
+its ``--help`` is asked for), so ``infimed --help`` stays fast and never imports torch.
+
+    infimed --help
+    infimed init --preset tiny --output runs/tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+# name -> (module under infimed.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Create an InfiMed checkpoint from a preset or from pretrained parts."),
+    "generate": ("generate", "Answer a prompt about an image (PNG/JPEG/DICOM) with a checkpoint."),
+    "demo-data": ("demo_data", "Write the synthetic, learnable medical VQA demo dataset."),
+}
+
+
+def _load(name: str):
+    module_name, _ = COMMANDS[name]
+    return importlib.import_module(f"infimed.commands.{module_name}")
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infimed",
+        description="InfiMed: build, train, evaluate and publish medical multimodal LLMs.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the subcommand being run imports its module; the others register a bare parser for the listing.
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (_, help_text) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:
+            _load(name).add_arguments(sp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    result = _load(args.command).main(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

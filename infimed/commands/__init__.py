@@ -1,0 +1,1 @@
+"""Subcommands of the ``infimed`` console script, one module each (see ``infimed.cli``)."""
