@@ -1,0 +1,355 @@
+"""Answer extraction and normalisation shared by the evaluation harness and the RL rewards.
+
+One implementation, so a reward and a benchmark score can never disagree about what a completion answered.
+
+    >>> extract_final_answer("<think>B looks wrong</think><answer>C</answer>")
+    'C'
+    >>> extract_choice("The answer is (b).", ["liver", "lung", "heart"])
+    'B'
+    >>> extract_choice("Lung", ["liver", "lung", "heart"])
+    'B'
+    >>> extract_yes_no("No, the lungs are clear.")
+    'no'
+    >>> extract_yes_no("No abnormality is seen.") is None  # "no" is a determiner here, not an answer
+    True
+    >>> score_answer("\\\\boxed{A}", "A", "multiple_choice", ["x", "y"])
+    AnswerMatch(extracted='A', correct=True, parsed=True)
+
+Design choices (each differs on purpose from MedEvalKit's scoring, see ``shared/DESIGN.md`` section 2):
+
+- nothing unparseable is mapped to "the closest" or a random option; it is reported as ``parsed=False``;
+- yes/no uses word boundaries and only counts a bare "no" as an answer, never the determiner in "no effusion",
+  nor "not" / "abnormal" / "normal";
+- an empty prediction is simply unparsed (wrong), never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = [
+    "ANSWER_KINDS",
+    "AnswerMatch",
+    "extract_choice",
+    "extract_final_answer",
+    "extract_yes_no",
+    "normalize_answer",
+    "option_letters",
+    "score_answer",
+    "token_prf",
+]
+
+# Question kinds of the demo schema, plus "closed" for a short closed-set answer that is not yes/no (e.g. VQA-RAD
+# "Which side?" -> "left"), scored by normalised exact match like "open".
+ANSWER_KINDS = ("yes_no", "multiple_choice", "closed", "open", "caption")
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\s*\{")
+# "the answer is X", "final answer: X", "Answer: X", "答案是X"; X runs to the end of the line.
+_ANSWER_IS = re.compile(
+    r"(?:(?:the\s+)?(?:final\s+|correct\s+)?answer\s*(?:is|would\s+be|:|：)|答案\s*(?:是|为|：|:))\s*[:：]?\s*(.+)",
+    re.IGNORECASE,
+)
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+# ASCII punctuation plus the CJK / full-width marks SLAKE-zh answers use.
+_PUNCT = set(string.punctuation) | set("，。、；：？！“”‘’（）【】《》·…—")
+
+
+def _boxed_contents(text: str) -> list[str]:
+    r"""Contents of every ``\boxed{...}``, braces balanced (``\boxed{\frac{1}{2}}`` -> ``\frac{1}{2}``)."""
+    found = []
+    for match in _BOXED.finditer(text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    found.append(text[start:i])
+                    break
+    return found
+
+
+def extract_final_answer(text: str | None) -> str:
+    r"""The answer part of a completion, stripped of reasoning.
+
+    Order: drop ``<think>...</think>`` (and everything before a lone ``</think>``); the last ``<answer>...</answer>``
+    (an unclosed ``<answer>`` runs to the end); else the last ``\boxed{...}``; else the text after the last
+    "the answer is" / "Answer:"; else the whole text. Always returns a stripped string ("" for empty input).
+
+    >>> extract_final_answer("<think>hmm</think> The answer is: left lung.")
+    'left lung.'
+    >>> extract_final_answer(r"so \boxed{\text{B}}")
+    '\\text{B}'
+    >>> extract_final_answer("<answer>yes")
+    'yes'
+    """
+    if not text:
+        return ""
+    text = _THINK_BLOCK.sub(" ", text)
+    if "</think>" in text.lower():
+        text = text[text.lower().rfind("</think>") + len("</think>"):]
+    elif text.lstrip().lower().startswith("<think>"):
+        # Unclosed think block: the model never reached an answer.
+        return ""
+    tags = [t.strip() for t in _ANSWER_TAG.findall(text)]
+    tags = [t for t in tags if t]
+    if tags:
+        text = tags[-1]
+    boxed = [b.strip() for b in _boxed_contents(text) if b.strip()]
+    if boxed:
+        return boxed[-1]
+    said = _ANSWER_IS.findall(text)
+    if said and said[-1].strip():
+        return said[-1].strip()
+    return text.strip()
+
+
+def _strip_latex(text: str) -> str:
+    # \text{B} / \mathrm{B} -> B, so boxed answers read like plain ones.
+    return re.sub(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}", r"\1", text)
+
+
+def normalize_answer(text: str | None) -> str:
+    """Lowercase, NFKC, no articles / punctuation / extra spaces (SQuAD-style), keeping decimals like ``2.5``.
+
+    >>> normalize_answer("  The Left  Lung. ")
+    'left lung'
+    >>> normalize_answer("2.5 cm")
+    '2.5 cm'
+    >>> normalize_answer("肝脏。")
+    '肝脏'
+    """
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFKC", _strip_latex(str(text))).lower()
+    # Keep a '.' or ',' between two digits (2.5, 1,000); drop every other punctuation mark.
+    out = []
+    for i, ch in enumerate(text):
+        if ch in _PUNCT:
+            between_digits = 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()
+            out.append(ch if between_digits and ch in ".," else " ")
+        else:
+            out.append(ch)
+    text = _ARTICLES.sub(" ", "".join(out))
+    return " ".join(text.split())
+
+
+def option_letters(num_options: int) -> list[str]:
+    """``["A", "B", ...]`` for ``num_options`` options (at most 26)."""
+    if not 0 <= num_options <= 26:
+        raise ValueError(f"`num_options` must be between 0 and 26 to be lettered A-Z, got {num_options}.")
+    return [chr(ord("A") + i) for i in range(num_options)]
+
+
+# A letter on its own: "B", "(B)", "[b]", "B.", "B)", "b:", "**B**".
+_BARE_LETTER = re.compile(r"^[\s*_`\"'(\[{]*([A-Za-z])[\s*_`\"')\]}.:：,]*$")
+# A letter heading the answer, followed by its option text: "B. Lung", "(B) Lung", "b) lung", "B: lung".
+_LEADING_LETTER = re.compile(r"^[\s*_`(\[]*([A-Za-z])\s*(?:[).\]:：]|\s-)\s*\S")
+# "option B", "choice (b)", "answer: B", "选项B" anywhere; the letter must not start a longer word.
+_NAMED_LETTER = re.compile(
+    r"(?:\boption|\bchoice|\banswer(?:\s+is)?|选项|答案(?:是|为)?)\s*[:：]?\s*[(\[]?([A-Za-z])(?![A-Za-z])",
+    re.IGNORECASE,
+)
+# A capital letter standing alone in free text ("I think B is right").
+_LONE_CAPITAL = re.compile(r"(?<![\w'’\-])([A-Z])(?![\w'’\-])")
+
+
+def _match_option_text(answer: str, options: Sequence[str]) -> int | None:
+    """Index of the one option whose text the answer gives, or None if none or several match."""
+    norm = normalize_answer(answer)
+    if not norm:
+        return None
+    texts = [normalize_answer(o) for o in options]
+    exact = [i for i, t in enumerate(texts) if t and t == norm]
+    if len(exact) == 1:
+        return exact[0]
+    padded = f" {norm} "
+    found = [i for i, t in enumerate(texts) if t and f" {t} " in padded]
+    # "bacterial pneumonia" also contains "pneumonia": keep only matches not contained in another match.
+    found = [i for i in found if not any(j != i and f" {texts[i]} " in f" {texts[j]} " for j in found)]
+    return found[0] if len(found) == 1 else None
+
+
+def extract_choice(text: str | None, options: Sequence[str] | None = None) -> str | None:
+    r"""The option letter a completion chose, or None when it cannot be told.
+
+    Accepts the letter in many surface forms ("B", "(B)", "b.", "Answer: B", "The answer is B", "\boxed{B}",
+    "<answer>B</answer>", "B. Lung"), or the text of exactly one option. Only letters of existing options count
+    (A-Z when ``options`` is empty or None). Ambiguous answers ("A or B") return None, never a guess.
+
+    >>> extract_choice("Option (c) is right", ["a", "b", "c"])
+    'C'
+    >>> extract_choice("A or B", ["x", "y"]) is None
+    True
+    >>> extract_choice("A lesion", ["x", "y"]) is None  # the article "A" is not a letter
+    True
+    """
+    valid = option_letters(len(options)) if options else option_letters(26)
+    final = _strip_latex(extract_final_answer(text))
+    if not final:
+        return None
+
+    def ok(letter: str) -> str | None:
+        letter = letter.upper()
+        return letter if letter in valid else None
+
+    bare = _BARE_LETTER.match(final)
+    if bare:
+        return ok(bare.group(1))
+    lead = _LEADING_LETTER.match(final)
+    # A lowercase "a"/"i" before a word is an article or pronoun ("a. lesion" is rare; "a lesion" is not a letter).
+    if lead and (lead.group(1).isupper() or lead.group(1).lower() not in "ai"):
+        return ok(lead.group(1))
+    named = [ok(m) for m in _NAMED_LETTER.findall(final)]
+    named = [m for m in named if m]
+    if named:
+        return named[-1]
+    if options:
+        idx = _match_option_text(final, options)
+        if idx is not None:
+            return valid[idx]
+    # Lone capitals, ignoring "A"/"I" used as an article/pronoun before a lowercase word.
+    lone = set()
+    for m in _LONE_CAPITAL.finditer(final):
+        letter = m.group(1)
+        if letter in "AI" and re.match(r"\s+(?!(?:or|and|nor)\b)[a-z]", final[m.end():]):
+            continue
+        if letter in valid:
+            lone.add(letter)
+    if len(lone) == 1:
+        return lone.pop()
+    return None
+
+
+_YES_WORDS = {"yes", "y", "true", "correct", "是", "是的", "对", "有", "正确"}
+_NO_WORDS = {"no", "n", "false", "incorrect", "否", "不是", "不", "不对", "没有", "无", "错误"}
+_ZH_YES_PREFIX = ("是的", "是，", "是。", "是,", "对，", "对。")
+_ZH_NO_PREFIX = ("否", "不是", "不对")
+
+
+def extract_yes_no(text: str | None) -> str | None:
+    """``"yes"``, ``"no"`` or None.
+
+    Word boundaries only ("not", "abnormal", "normal", "know" are not "no"). A leading "no" counts only as the answer
+    word ("No.", "No, ...", "no" alone), not as the determiner in "no abnormality", which answers "yes" to "is the
+    lung normal?" and "no" to "is there an abnormality?": that depends on the question, so it stays unparsed. Chinese:
+    是 / 否 / 不是 / 有 / 没有 (SLAKE zh). Both a yes and a no answer word -> None.
+
+    >>> extract_yes_no("Yes, there is a mass.")
+    'yes'
+    >>> extract_yes_no("abnormal") is None
+    True
+    >>> extract_yes_no("是")
+    'yes'
+    """
+    final = extract_final_answer(text)
+    if not final:
+        return None
+    clean = unicodedata.normalize("NFKC", final).strip()
+    low = clean.lower().strip(" \t\n.!。！,，:;*\"'`()[]")
+    if low in _YES_WORDS:
+        return "yes"
+    if low in _NO_WORDS:
+        return "no"
+    if low.startswith(_ZH_NO_PREFIX):
+        return "no"
+    if low.startswith(_ZH_YES_PREFIX):
+        return "yes"
+    # Answer words: "yes" anywhere as a word; "no" as a word not followed by a word (so not "no effusion").
+    yes = bool(re.search(r"\byes\b", low))
+    no = bool(re.search(r"\bno\b(?!\s*[a-z0-9\-])", low))
+    if yes != no:
+        return "yes" if yes else "no"
+    return None
+
+
+def token_prf(prediction: str | None, gold: str | None) -> tuple[float, float, float]:
+    """Token-level ``(precision, recall, f1)`` of normalised answers (SQuAD-style bag of tokens).
+
+    Chinese has no spaces, so CJK text is compared character by character.
+
+    >>> token_prf("left lung", "the left lower lung")
+    (1.0, 0.6666666666666666, 0.8)
+    """
+    pred_tokens, gold_tokens = _tokens(prediction), _tokens(gold)
+    if not pred_tokens or not gold_tokens:
+        same = float(pred_tokens == gold_tokens)
+        return same, same, same
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0, 0.0, 0.0
+    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+def _tokens(text: str | None) -> list[str]:
+    tokens = []
+    for word in normalize_answer(text).split():
+        if any("\u4e00" <= ch <= "\u9fff" for ch in word):
+            tokens.extend(word)
+        else:
+            tokens.append(word)
+    return tokens
+
+
+@dataclass(frozen=True)
+class AnswerMatch:
+    """What was read from a prediction and whether it matches the gold answer.
+
+    ``parsed`` is False when no answer of the expected kind could be read (an unparsed answer is also wrong).
+    """
+
+    extracted: str | None
+    correct: bool
+    parsed: bool
+
+
+def _gold_letter(gold: str, options: Sequence[str] | None) -> str:
+    gold = str(gold).strip()
+    if len(gold) == 1 and gold.isalpha():
+        return gold.upper()
+    letter = extract_choice(gold, options) if options else None
+    if letter is None:
+        raise ValueError(
+            f"Multiple-choice gold answer {gold!r} is neither an option letter nor the text of one of the options "
+            f"{list(options or [])!r}; give the letter (A, B, ...) as `gold`."
+        )
+    return letter
+
+
+def score_answer(
+    prediction: str | None, gold: str, kind: str, options: Sequence[str] | None = None
+) -> AnswerMatch:
+    """Extract the answer of ``kind`` from ``prediction`` and compare it with ``gold``.
+
+    - ``multiple_choice``: letter via :func:`extract_choice`; gold is a letter (or the text of one option);
+    - ``yes_no``: via :func:`extract_yes_no`; gold "yes"/"no" (or 是/否);
+    - ``closed`` / ``open`` / ``caption``: normalised exact match of :func:`extract_final_answer`; parsed when
+      non-empty. (Open answers get token F1 and the optional judge in the harness on top of this.)
+
+    >>> score_answer("<answer>Not sure</answer>", "no", "yes_no")
+    AnswerMatch(extracted=None, correct=False, parsed=False)
+    """
+    if kind == "multiple_choice":
+        extracted = extract_choice(prediction, options)
+        return AnswerMatch(extracted, extracted is not None and extracted == _gold_letter(gold, options),
+                           extracted is not None)
+    if kind == "yes_no":
+        gold_yn = extract_yes_no(gold)
+        if gold_yn is None:
+            raise ValueError(f"Yes/no gold answer {gold!r} is not yes/no (or 是/否); check the benchmark's `kind`.")
+        extracted = extract_yes_no(prediction)
+        return AnswerMatch(extracted, extracted == gold_yn, extracted is not None)
+    if kind in ("closed", "open", "caption"):
+        extracted = extract_final_answer(prediction)
+        norm = normalize_answer(extracted)
+        return AnswerMatch(extracted or None, bool(norm) and norm == normalize_answer(gold), bool(norm))
+    raise ValueError(f"Unknown answer kind {kind!r}; expected one of {ANSWER_KINDS}.")
