@@ -1,0 +1,171 @@
+"""Named InfiMed architectures: `tiny` (tests, demo), `infimed-foundation-1.7b` and `infimed-foundation-4b`.
+
+The two paper presets pair SigLIP-SO400M-patch14-384 (27x27 = 729 patches) with Qwen3-1.7B / Qwen3-4B; their shapes
+are copied from the public config.json files of those checkpoints. With no pretrained parts they give randomly
+initialised models of the right shape (benchmarks); `infimed init --vision-model ... --language-model ...` composes
+real weights (see `composition.py`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from .configuration_infimed import InfiMedConfig
+
+__all__ = ["PRESETS", "Preset", "build_config", "build_model", "count_parameters"]
+
+SIGLIP_SO400M_384 = {
+    "model_type": "siglip_vision_model",
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "image_size": 384,
+    "patch_size": 14,
+    "vision_use_head": False,
+}
+
+QWEN3_COMMON = {
+    "model_type": "qwen3",
+    "vocab_size": 151936,
+    "head_dim": 128,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 40960,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+    "tie_word_embeddings": True,
+    "hidden_act": "silu",
+    "eos_token_id": 151645,  # <|im_end|>
+    "pad_token_id": 151643,  # <|endoftext|>
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    vision_config: dict
+    text_config: dict
+    num_image_tokens: int
+    image_token_id: int
+    description: str
+    default_vision_model: str | None = None
+    default_language_model: str | None = None
+    projector: dict = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        description="A ~1M-parameter SigLIP + Qwen3 model for tests and the offline demo (CPU, minutes).",
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 64,  # 8x8 patches of 8 px: enough for the demo's lesion layouts
+            "patch_size": 8,
+            "vision_use_head": False,
+        },
+        text_config={
+            "model_type": "qwen3",
+            "vocab_size": 768,  # the tiny byte-level BPE has 766 entries; rounded up to a multiple of 64
+            "hidden_size": 128,
+            "intermediate_size": 384,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 32,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": True,
+            "eos_token_id": 2,  # <|im_end|> in the tiny tokenizer
+            "pad_token_id": 0,  # <|endoftext|>
+        },
+        num_image_tokens=64,  # SFT setting: no pooling; pretraining uses 16 (4x4)
+        image_token_id=3,  # <image> in the tiny tokenizer
+    ),
+    "infimed-foundation-1.7b": Preset(
+        name="infimed-foundation-1.7b",
+        description="SigLIP-SO400M-patch14-384 + Qwen3-1.7B (InfiMed-Foundation-1.7B architecture).",
+        vision_config=SIGLIP_SO400M_384,
+        text_config={
+            **QWEN3_COMMON,
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+        },
+        num_image_tokens=729,
+        image_token_id=151669,  # first free id after Qwen3's 151669 tokenizer entries, where `<image>` is added
+        default_vision_model="google/siglip-so400m-patch14-384",
+        default_language_model="Qwen/Qwen3-1.7B",
+    ),
+    "infimed-foundation-4b": Preset(
+        name="infimed-foundation-4b",
+        description="SigLIP-SO400M-patch14-384 + Qwen3-4B (InfiMed-Foundation-4B architecture).",
+        vision_config=SIGLIP_SO400M_384,
+        text_config={
+            **QWEN3_COMMON,
+            "hidden_size": 2560,
+            "intermediate_size": 9728,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 32,
+        },
+        num_image_tokens=729,
+        image_token_id=151669,
+        default_vision_model="google/siglip-so400m-patch14-384",
+        default_language_model="Qwen/Qwen3-4B",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset `{name}`. Choose one of: {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def build_config(preset: str, **overrides) -> InfiMedConfig:
+    """InfiMedConfig for a preset. `overrides` may set top-level fields or `vision_config`/`text_config` dicts,
+    which are merged key by key into the preset's (the preset itself is never mutated)."""
+    spec = get_preset(preset)
+    vision = {**copy.deepcopy(spec.vision_config), **overrides.pop("vision_config", {})}
+    text = {**copy.deepcopy(spec.text_config), **overrides.pop("text_config", {})}
+    kwargs = {"num_image_tokens": spec.num_image_tokens, "image_token_id": spec.image_token_id, **spec.projector}
+    kwargs.update(overrides)
+    return InfiMedConfig(vision_config=vision, text_config=text, **kwargs)
+
+
+def build_model(preset: str, *, seed: int | None = None, **overrides):
+    """A randomly initialised `InfiMedForConditionalGeneration` of the preset's shape."""
+    import torch
+
+    from .modeling_infimed import InfiMedForConditionalGeneration
+
+    config = build_config(preset, **overrides)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return InfiMedForConditionalGeneration(config)
+
+
+def count_parameters(preset: str, **overrides) -> dict[str, int]:
+    """Parameter counts per component, computed on the meta device (no memory, no download)."""
+    import torch
+
+    from .modeling_infimed import InfiMedForConditionalGeneration
+
+    config = build_config(preset, **overrides)
+    with torch.device("meta"):
+        model = InfiMedForConditionalGeneration(config)
+
+    def numel(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    return {
+        "vision_tower": numel(model.model.vision_tower),
+        "projector": numel(model.model.multi_modal_projector),
+        "language_model": numel(model.model.language_model),
+        "lm_head_untied": 0 if config.tie_word_embeddings else numel(model.lm_head),
+        "total": numel(model),
+    }
