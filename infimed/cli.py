@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init", "Create an InfiMed checkpoint from a preset or from pretrained parts."),
     "generate": ("generate", "Answer a prompt about an image (PNG/JPEG/DICOM) with a checkpoint."),
     "demo-data": ("demo_data", "Write the synthetic, learnable medical VQA demo dataset."),
+    "synthesize-cot": ("synthesize_cot", "Write chain-of-thought SFT data with a teacher model and rejection sampling."),
 }
 
 
