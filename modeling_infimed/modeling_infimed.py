@@ -96,6 +96,15 @@ class InfiMedPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = False  # the image/placeholder count check reads a tensor value
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers writes only the saved class's own `auto_map` entry; add the base model so that
+        # `AutoModel.from_pretrained(dir, trust_remote_code=True)` resolves too.
+        if getattr(self, "_auto_class", None) is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{type(self).__module__.rsplit('.', 1)[-1]}.InfiMedModel")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
 
 class InfiMedModel(InfiMedPreTrainedModel):
     """Vision tower + projector + language model (no LM head): the multimodal wrapper at `model.model`."""

@@ -1,0 +1,168 @@
+"""Build an InfiMed checkpoint from a preset, or from a pretrained vision encoder + a pretrained causal LM.
+
+Composition copies the encoder and the LM (embeddings, decoder, LM head) exactly; only the projector is new. The
+`<image>` token is added to the LM's tokenizer; the embedding table grows only when the new id does not fit (Qwen3
+checkpoints reserve spare rows, so their weights stay untouched).
+
+    infimed init --preset infimed-foundation-1.7b --output ckpt \
+        --vision-model google/siglip-so400m-patch14-384 --language-model Qwen/Qwen3-1.7B
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+
+import torch
+
+from .configuration_infimed import InfiMedConfig, vision_grid_side
+from .modeling_infimed import InfiMedForConditionalGeneration
+from .presets import build_config, get_preset
+
+__all__ = ["compose_from_pretrained", "init_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+def _vision_parts(vision_model: str, dtype):
+    """(vision config, vision encoder) from a checkpoint that is either a vision model or a dual encoder (SigLIP)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(vision_model)
+    vision_config = copy.deepcopy(getattr(config, "vision_config", config))
+    if hasattr(vision_config, "vision_use_head"):
+        vision_config.vision_use_head = False  # the MAP head is unused by a VLM
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    encoder_class = MODEL_MAPPING[type(vision_config)]
+    encoder = encoder_class.from_pretrained(vision_model, config=vision_config, dtype=dtype)
+    return vision_config, encoder
+
+
+def _image_processor_for(vision_model: str, vision_config):
+    """InfiMedImageProcessor matching the encoder's own preprocessing (size, mean, std) when it ships one."""
+    from infimed.processing import InfiMedImageProcessor
+
+    kwargs = {"image_size": getattr(vision_config, "image_size", 384)}
+    try:
+        from transformers.utils import cached_file
+
+        path = cached_file(vision_model, "preprocessor_config.json")
+        with open(path, encoding="utf-8") as handle:
+            pre = json.load(handle)
+        size = pre.get("size") or {}
+        if isinstance(size, dict) and size.get("height"):
+            kwargs["image_size"] = int(size["height"])
+        if pre.get("image_mean"):
+            kwargs["image_mean"], kwargs["image_std"] = pre["image_mean"], pre["image_std"]
+    except (OSError, ValueError) as err:
+        logger.warning("No usable preprocessor_config.json in %s (%s); using SigLIP defaults.", vision_model, err)
+    return InfiMedImageProcessor(**kwargs)
+
+
+def compose_from_pretrained(
+    vision_model: str,
+    language_model: str,
+    *,
+    num_image_tokens: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+):
+    """Return `(model, processor)` built from two pretrained checkpoints (Hub ids or local folders)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from infimed.processing import InfiMedProcessor
+
+    vision_config, encoder = _vision_parts(vision_model, dtype)
+    lm = AutoModelForCausalLM.from_pretrained(language_model, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(language_model)
+    if tokenizer.convert_tokens_to_ids("<image>") in (None, tokenizer.unk_token_id):
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    text_config = copy.deepcopy(lm.config)
+    if image_token_id >= text_config.vocab_size:
+        lm.resize_token_embeddings(image_token_id + 1, mean_resizing=True)
+        text_config = copy.deepcopy(lm.config)
+    grid = vision_grid_side(vision_config)
+    config = InfiMedConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_id=image_token_id,
+        num_image_tokens=num_image_tokens or grid * grid,  # default: the full patch grid, no pooling
+        tie_word_embeddings=bool(getattr(text_config, "tie_word_embeddings", False)),
+    )
+    torch.manual_seed(seed)
+    model = InfiMedForConditionalGeneration(config).to(dtype)
+    model.model.vision_tower.load_state_dict(encoder.state_dict())
+    model.model.language_model.load_state_dict(lm.get_decoder().state_dict())
+    model.lm_head.load_state_dict(lm.get_output_embeddings().state_dict())
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>") or tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    processor = InfiMedProcessor(
+        image_processor=_image_processor_for(vision_model, vision_config),
+        tokenizer=tokenizer,
+        num_image_tokens=config.num_image_tokens,
+    )
+    return model, processor
+
+
+def init_checkpoint(
+    preset: str,
+    output_dir: str,
+    *,
+    vision_model: str | None = None,
+    language_model: str | None = None,
+    num_image_tokens: int | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> str:
+    """Write a loadable checkpoint (weights, config + code, processor, tokenizer, chat template) to `output_dir`.
+
+    With `vision_model` and `language_model`, weights come from those checkpoints; otherwise the preset's architecture
+    is initialised randomly (the `tiny` preset also builds its tokenizer in code; the large presets then need
+    `--language-model` for a tokenizer that matches their vocabulary).
+    """
+    import infimed  # noqa: F401  (registration: save_pretrained writes auto_map and copies the code)
+    from infimed.processing import InfiMedImageProcessor, InfiMedProcessor
+
+    spec = get_preset(preset)
+    if (vision_model is None) != (language_model is None):
+        raise ValueError("Pass both `--vision-model` and `--language-model` to compose, or neither for a random init.")
+    if vision_model is not None:
+        model, processor = compose_from_pretrained(
+            vision_model, language_model, num_image_tokens=num_image_tokens, dtype=dtype, seed=seed
+        )
+    else:
+        if preset == "tiny":
+            from infimed.processing.tiny_tokenizer import build_tiny_tokenizer
+
+            tokenizer = build_tiny_tokenizer()
+        else:
+            raise ValueError(
+                f"Preset `{preset}` without pretrained parts has no tokenizer of its vocabulary. Pass "
+                f"`--vision-model {spec.default_vision_model} --language-model {spec.default_language_model}` "
+                "(or local copies of them)."
+            )
+        config = build_config(preset, **({"num_image_tokens": num_image_tokens} if num_image_tokens else {}))
+        torch.manual_seed(seed)
+        model = InfiMedForConditionalGeneration(config).to(dtype)
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        processor = InfiMedProcessor(
+            image_processor=InfiMedImageProcessor(image_size=config.vision_config.image_size),
+            tokenizer=tokenizer,
+            num_image_tokens=config.num_image_tokens,
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir
