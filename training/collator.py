@@ -1,0 +1,148 @@
+"""Collate packed rows of tokenized multimodal samples into one padding-free batch.
+
+A row holds several samples back to back. Attention stays inside each sample because `position_ids` restart at 0
+where a sample starts and the batch carries no `attention_mask`: transformers then builds a block-diagonal causal
+mask from the positions (sdpa/eager/flex; flash-attention varlen splits at position 0 when the batch is one row).
+
+    row:            [ A A A A | B B B | C C | pad pad ]
+    position_ids:   [ 0 1 2 3 | 0 1 2 | 0 1 | 0   1   ]
+    labels:         [ - a a a | - b b | - c | -   -   ]   "-" = -100: each sample's first token, prompts, pads
+    attention (x = may attend):
+                      A A A A B B B C C p p
+                    A x
+                    A x x
+                    A x x x
+                    A x x x x
+                    B         x
+                    B         x x
+                    B         x x x
+                    C               x
+                    C               x x
+                    p                   x
+                    p                   x x
+
+The first label of each sample is masked because a causal LM's loss scores token t+1 from token t: without the mask
+the last token of A would be trained to predict the first token of B, which it cannot see. With it, the packed loss
+is exactly the token-weighted loss of the samples run one by one.
+
+Images of all samples are processed in one call in row-major placeholder order (row 0's samples, then row 1's...),
+which is the order the model scatters image features into image-token positions.
+
+M-RoPE models (Qwen2-VL / Qwen2.5-VL) take `position_ids` of shape (4, B, S): row 0 the text positions (used only to
+find the sample boundaries) and rows 1-3 the temporal/height/width rope positions, computed per sample with the
+model's own `get_rope_index` and concatenated along the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["DataCollatorForPackedVisionLanguageModeling", "PACKING_STATS_KEY"]
+
+# Batch key holding packing figures for logging; the trainer pops it before the forward.
+PACKING_STATS_KEY = "packing_stats"
+
+
+def _load(image):
+    # PIL images (already decoded) pass through; anything else (paths, bytes, `datasets` Image dicts, DICOM) goes
+    # through the package's single image loader.
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB") if image.mode != "RGB" else image
+    from infimed.processing.image_io import load_image
+
+    return load_image(image)
+
+
+@dataclass
+class DataCollatorForPackedVisionLanguageModeling:
+    """Turn a list of packed rows into `input_ids`, `labels`, `position_ids` (no `attention_mask`) and image tensors.
+
+    Each row is a list of samples; each sample a dict with `input_ids` (list[int]), `labels` (list[int], -100 where
+    no loss) and `images` (list of images in placeholder order; PIL or anything `load_image` reads).
+
+    Args:
+        image_processor: callable `(images=list[PIL], return_tensors="pt") -> dict` (e.g. `processor.image_processor`).
+        pad_token_id: fills the tail of rows shorter than the longest row in the batch.
+        image_token_id: the image placeholder token; needed for M-RoPE.
+        rope_index_fn: the model's `get_rope_index` for M-RoPE models (Qwen2-VL family), else `None`.
+        pad_to_multiple_of: pad the row length up to a multiple of this (tensor-core friendly shapes).
+    """
+
+    image_processor: Callable[..., Any] | None
+    pad_token_id: int
+    image_token_id: int | None = None
+    rope_index_fn: Callable[..., Any] | None = None
+    pad_to_multiple_of: int | None = None
+    return_tensors: str = "pt"
+
+    def __call__(self, rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        if rows and isinstance(rows[0], dict):
+            rows = [row["samples"] for row in rows]
+        lengths = [sum(len(s["input_ids"]) for s in row) for row in rows]
+        width = max(lengths)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch_size = len(rows)
+        input_ids = torch.full((batch_size, width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((batch_size, width), -100, dtype=torch.long)
+        position_ids = torch.zeros((batch_size, width), dtype=torch.long)
+
+        images = [image for row in rows for sample in row for image in sample.get("images") or []]
+        image_inputs: dict[str, torch.Tensor] = {}
+        if images:
+            if self.image_processor is None:
+                raise ValueError("The batch holds images but the collator was built without an `image_processor`.")
+            image_inputs = dict(self.image_processor(images=[_load(im) for im in images], return_tensors="pt"))
+
+        mrope = self.rope_index_fn is not None
+        if mrope:
+            if self.image_token_id is None:
+                raise ValueError("M-RoPE positions need `image_token_id` to find each sample's image tokens.")
+            rope_positions = torch.zeros((3, batch_size, width), dtype=torch.long)
+            grids = image_inputs.get("image_grid_thw")
+            image_cursor = 0
+
+        for b, row in enumerate(rows):
+            start = 0
+            for sample in row:
+                ids = torch.as_tensor(sample["input_ids"], dtype=torch.long)
+                n = ids.numel()
+                input_ids[b, start : start + n] = ids
+                labels[b, start : start + n] = torch.as_tensor(sample["labels"], dtype=torch.long)
+                labels[b, start] = -100  # the previous sample's last token must not learn this one's first
+                position_ids[b, start : start + n] = torch.arange(n)
+                if mrope:
+                    k = len(sample.get("images") or [])
+                    sample_grid = grids[image_cursor : image_cursor + k] if k else None
+                    image_cursor += k
+                    # (3, 1, n) from the model's own rule; each sample starts again at position 0
+                    pos, _ = self.rope_index_fn(
+                        input_ids=ids[None],
+                        mm_token_type_ids=(ids == self.image_token_id).int()[None],
+                        image_grid_thw=sample_grid,
+                    )
+                    rope_positions[:, b, start : start + n] = pos[:, 0]
+                start += n
+            # The pad tail is one more "sample" of its own: positions restart so no real token attends to it.
+            position_ids[b, start:] = torch.arange(width - start)
+            if mrope:
+                rope_positions[:, b, start:] = torch.arange(width - start)
+
+        batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels}
+        # (4, B, S): text positions first, then the three rope rows, as Qwen2.5-VL's language model expects
+        batch["position_ids"] = torch.cat([position_ids[None], rope_positions], dim=0) if mrope else position_ids
+        batch.update(image_inputs)
+        batch[PACKING_STATS_KEY] = {
+            "real_tokens": int(sum(lengths)),
+            "slots": int(batch_size * width),
+            "images": len(images),
+            "rows": batch_size,
+            "samples": int(sum(len(row) for row in rows)),
+            "source_indices": [sample.get("source_index") for row in rows for sample in row],
+        }
+        return batch

@@ -1,0 +1,146 @@
+"""`InfiMedSFTTrainer`: TRL's `SFTTrainer` with multimodal sequence packing.
+
+    trainer = InfiMedSFTTrainer(model=model, args=InfiMedSFTConfig(output_dir="out", max_length=2048),
+                                train_dataset=dataset, processing_class=processor)   # dataset: messages + images
+    trainer.train()
+
+TRL 1.16 refuses `packing=True` on vision datasets with a single check on `args.packing` in `SFTTrainer.__init__`
+(it has no multimodal packer). This trainer hides the flag from that check only, lets TRL set up everything else
+(model, PEFT, chat template, metrics), then replaces the training data by packed rows (`PackedDataset`) and the
+collator by `DataCollatorForPackedVisionLanguageModeling`. The loss path is TRL's own (fused LM head,
+`num_items_in_batch`-weighted), so a packed batch gives the token-weighted loss of its samples.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trl import SFTTrainer
+
+from .collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
+from .packed_dataset import PackedDataset, build_packed_dataset
+from .packing import PackingBudget
+from .samples import SampleEncoder
+from .sft_config import InfiMedSFTConfig
+
+__all__ = ["InfiMedSFTTrainer", "find_rope_index_fn"]
+
+logger = logging.getLogger(__name__)
+
+
+def _is_vision_dataset(dataset) -> bool:
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:
+        return False
+    if isinstance(columns, dict):  # DatasetDict-like
+        columns = next(iter(columns.values()))
+    return "images" in columns or "image" in columns
+
+
+def find_rope_index_fn(model):
+    """The model's M-RoPE `get_rope_index` (Qwen2-VL family), or `None` for 1-D RoPE models such as InfiMed."""
+    if hasattr(model, "get_base_model"):  # PEFT wrapper
+        model = model.get_base_model()
+    inner = getattr(model, "model", model)
+    return getattr(inner, "get_rope_index", None)
+
+
+class InfiMedSFTTrainer(SFTTrainer):
+    """`SFTTrainer` that packs vision-language datasets (`messages` + `images`) when `args.packing` is set.
+
+    After construction `trainer.packing_summary` holds, per split, the packing figures and the dropped samples by
+    reason (also logged). Text-only datasets take TRL's own packing path unchanged.
+    """
+
+    _tag_names = ["trl", "sft", "infimed"]
+
+    def __init__(self, model, args: InfiMedSFTConfig | None = None, data_collator=None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, **kwargs):
+        if args is None:
+            raise ValueError("Pass an `InfiMedSFTConfig` as `args` (its `output_dir` and `max_length` are needed).")
+        self._multimodal_packing = bool(args.packing) and _is_vision_dataset(train_dataset)
+        if self._multimodal_packing and data_collator is not None:
+            raise ValueError(
+                "Multimodal packing builds its own collator; do not pass `data_collator`, or set `packing=False`."
+            )
+        eval_packing = args.packing if args.eval_packing is None else args.eval_packing
+        packing_flag = args.packing
+        if self._multimodal_packing:
+            args.packing = False  # the one check TRL 1.16 makes against vision packing; restored below
+        try:
+            super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                             eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+        finally:
+            args.packing = packing_flag
+        self.packing_summary: dict[str, dict] = {}
+        if not self._multimodal_packing:
+            return
+
+        unwrapped = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        image_token_id = getattr(self.processing_class, "image_token_id", None)
+        if image_token_id is None:
+            image_token_id = getattr(unwrapped.config, "image_token_id", None)
+        encoder = SampleEncoder(
+            processor=self.processing_class,
+            max_length=args.max_length,
+            assistant_only_loss=args.assistant_only_loss,
+            image_token_id=image_token_id,
+            max_images=args.max_images_per_row,
+            chat_template=self.chat_template,
+        )
+        budget = PackingBudget(max_tokens=args.max_length, max_images=args.max_images_per_row)
+        seed = args.seed if args.packing_seed is None else args.packing_seed
+
+        def pack(dataset, name):
+            with self.accelerator.main_process_first():
+                packed = build_packed_dataset(dataset, encoder, budget, seed=seed, strict=args.strict_data,
+                                              num_proc=args.dataset_num_proc)
+            self.packing_summary[name] = packed.summary()
+            logger.info("Packed %s split: %s", name, self.packing_summary[name])
+            return packed
+
+        self.train_dataset = pack(train_dataset, "train")
+        if eval_dataset is not None and eval_packing:
+            if isinstance(eval_dataset, dict):
+                self.eval_dataset = {k: pack(v, f"eval_{k}") for k, v in eval_dataset.items()}
+            else:
+                self.eval_dataset = pack(eval_dataset, "eval")
+        elif eval_dataset is not None:
+            raise ValueError(
+                "`eval_packing=False` with packed multimodal training is not supported: eval batches use the same "
+                "packed collator. Leave `eval_packing` unset (or True)."
+            )
+        self.data_collator = DataCollatorForPackedVisionLanguageModeling(
+            image_processor=getattr(self.processing_class, "image_processor", None),
+            pad_token_id=self._tokenizer.pad_token_id,
+            image_token_id=image_token_id,
+            rope_index_fn=find_rope_index_fn(self.model),
+            pad_to_multiple_of=args.pad_to_multiple_of,
+        )
+
+    def _set_signature_columns_if_needed(self):
+        # Items of a `PackedDataset` carry one key, "samples"; Trainer's column filter must keep it.
+        if self._multimodal_packing:
+            self._signature_columns = ["samples"]
+        else:
+            super()._set_signature_columns_if_needed()
+
+    @property
+    def dropped_samples(self) -> dict[str, int]:
+        """Dropped samples by reason, summed over the packed splits."""
+        totals: dict[str, int] = {}
+        for summary in self.packing_summary.values():
+            for reason, n in summary["dropped"]["by_reason"].items():
+                totals[reason] = totals.get(reason, 0) + n
+        return totals
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stats = inputs.pop(PACKING_STATS_KEY, None)
+        if stats is not None:
+            mode = "train" if self.model.training else "eval"
+            # Per-step figures of the batch actually run: real tokens / token slots, images and samples per row.
+            self._metrics[mode]["packing_efficiency"].append(stats["real_tokens"] / max(stats["slots"], 1))
+            self._metrics[mode]["images_per_row"].append(stats["images"] / max(stats["rows"], 1))
+            self._metrics[mode]["samples_per_row"].append(stats["samples"] / max(stats["rows"], 1))
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
