@@ -1,0 +1,43 @@
+"""OmniMedVQA: ``QA_information/<access>/*.json`` (one file per constituent dataset) with ``question_id``,
+``image_path`` (relative to the release root), ``question``, ``gt_answer`` (option text), ``option_A``..``option_D``
+(2 to 4 present), ``question_type``, ``modality_type`` (``modality`` in one file), ``dataset``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .records import LETTERS, MedRecord, letter_for
+from .sources import read_json_rows, resolve_files
+
+__all__ = ["read_omnimedvqa"]
+
+
+def read_omnimedvqa(source: str = "foreverbeliever/OmniMedVQA", split: str | None = None, access: str = "Open-access",
+                    **opts) -> list[MedRecord]:
+    """All items of the ``access`` part (``split`` is unused: the benchmark is the whole open-access set)."""
+    root = resolve_files(source, [f"QA_information/{access}/*", "Images/*"])
+    qa_dir = root / "QA_information" / access
+    if not qa_dir.is_dir():
+        raise ValueError(f"{qa_dir} is not a folder; `source` must be the OmniMedVQA release root.")
+    records = []
+    for file in sorted(qa_dir.glob("*.json")):
+        for i, row in enumerate(read_json_rows(file)):
+            options = [str(row[f"option_{c}"]) for c in LETTERS[:4] if row.get(f"option_{c}") not in (None, "")]
+            answer = letter_for(str(row.get("gt_answer", "")), options)
+            records.append(
+                MedRecord(
+                    id=f"omnimedvqa-{row.get('question_id', f'{file.stem}-{i}')}",
+                    images=[str(root / row["image_path"])] if row.get("image_path") else [],
+                    question=str(row.get("question", "")),
+                    options=options,
+                    answer=answer or str(row.get("gt_answer", "")),
+                    kind="multiple_choice",
+                    meta={
+                        "dataset": row.get("dataset", file.stem),
+                        "question_type": row.get("question_type"),
+                        "modality_type": row.get("modality_type", row.get("modality")),
+                        "answer_matched": answer is not None,
+                    },
+                )
+            )
+    return records

@@ -1,0 +1,40 @@
+"""PMC-VQA (``RadGenome/PMC-VQA``): ``<split>.csv`` (``test_2.csv`` for the benchmark) with ``Figure_path``,
+``Question``, ``Answer``, ``Choice A``..``Choice D`` (texts like ``"A:CT "``) and, in the released files,
+``Answer_label`` (the letter); figures in a folder next to the CSV (``figures/``, ``images/`` or ``images_2/``)."""
+
+from __future__ import annotations
+
+import csv
+
+from .records import MedRecord, letter_for, strip_option_prefix
+from .sources import find_image_root, resolve_files
+
+__all__ = ["read_pmc_vqa"]
+
+_IMAGE_DIRS = ("figures", "images", "images_2", "figures_2")
+
+
+def read_pmc_vqa(source: str = "RadGenome/PMC-VQA", split: str | None = "test_2", image_dir: str | None = None, **opts):
+    split = split or "test_2"
+    root = resolve_files(source, [f"{split}.csv", "images_2.zip"])
+    table = root / f"{split}.csv" if root.is_dir() else root
+    if not table.exists():
+        raise ValueError(f"PMC-VQA table {table} not found; `source` must be the folder holding {split}.csv.")
+    image_root = find_image_root(table.parent, (image_dir,) if image_dir else _IMAGE_DIRS)
+    records = []
+    with open(table, newline="", encoding="utf-8") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            options = [strip_option_prefix(row[f"Choice {c}"]) for c in "ABCD" if (row.get(f"Choice {c}") or "").strip()]
+            answer = letter_for(row.get("Answer_label") or "", options) or letter_for(row.get("Answer") or "", options)
+            records.append(
+                MedRecord(
+                    id=f"pmc-vqa-{split}-{i}",
+                    images=[str(image_root / row["Figure_path"])] if row.get("Figure_path") else [],
+                    question=(row.get("Question") or "").strip(),
+                    options=options,
+                    answer=answer or (row.get("Answer") or "").strip(),  # unmatched answers stay visible to curation
+                    kind="multiple_choice",
+                    meta={"figure_path": row.get("Figure_path"), "answer_matched": answer is not None},
+                )
+            )
+    return records

@@ -1,0 +1,100 @@
+"""Text-only medical question sets.
+
+- MedQA-USMLE (``GBaker/MedQA-USMLE-4-options``): ``question``, ``options`` (letter -> text), ``answer_idx`` (letter),
+  ``answer`` (text), ``meta_info``.
+- MedMCQA (``openlifescienceai/medmcqa``): ``id``, ``question``, ``opa``..``opd``, ``cop`` (0-based correct index),
+  ``exp``, ``subject_name``, ``topic_name``, ``choice_type``.
+- PubMedQA (``qiaojin/PubMedQA`` ``pqa_labeled`` layout, also mirrored as ``openlifescienceai/pubmedqa``): ``pubid``,
+  ``question``, ``context`` (``{"contexts": [...], ...}`` or text), ``final_decision`` (yes/no/maybe). Three-way, so
+  it becomes ``multiple_choice`` over (yes, no, maybe) with the context paragraphs before the question.
+"""
+
+from __future__ import annotations
+
+from .records import LETTERS, MedRecord, letter_for
+from .sources import load_table
+
+__all__ = ["read_medqa", "read_medmcqa", "read_pubmedqa"]
+
+PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
+
+
+def read_medqa(source: str = "GBaker/MedQA-USMLE-4-options", split: str | None = "test", **opts) -> list[MedRecord]:
+    split = split or "test"
+    records = []
+    for i, row in enumerate(load_table(source, split)):
+        raw = row.get("options") or {}
+        if isinstance(raw, dict):
+            letters = sorted(k for k, v in raw.items() if v is not None)
+            options = [str(raw[k]) for k in letters]
+        else:
+            options = [str(v) for v in raw]
+        answer = letter_for(str(row.get("answer_idx") or ""), options) or letter_for(str(row.get("answer", "")), options)
+        records.append(
+            MedRecord(
+                id=f"medqa-{split}-{i}",
+                images=[],
+                question=str(row.get("question", "")),
+                options=options,
+                answer=answer or str(row.get("answer_idx") or ""),
+                kind="multiple_choice",
+                meta={"meta_info": row.get("meta_info")},
+            )
+        )
+    return records
+
+
+def read_medmcqa(source: str = "openlifescienceai/medmcqa", split: str | None = "validation", **opts):
+    """MedMCQA's public test split has no answers (``cop`` = -1); those rows keep an empty answer for curation to drop."""
+    split = split or "validation"
+    records = []
+    for i, row in enumerate(load_table(source, split)):
+        options = [str(row.get(f"op{c}") or "") for c in "abcd"]
+        cop = row.get("cop")
+        answer = LETTERS[int(cop)] if isinstance(cop, int) and 0 <= cop < len(options) else ""
+        records.append(
+            MedRecord(
+                id=str(row.get("id") or f"medmcqa-{split}-{i}"),
+                images=[],
+                question=str(row.get("question", "")),
+                options=options,
+                answer=answer,
+                kind="multiple_choice",
+                meta={k: row.get(k) for k in ("subject_name", "topic_name", "choice_type", "exp")},
+            )
+        )
+    return records
+
+
+def _context_text(context) -> str:
+    if isinstance(context, dict):
+        parts = context.get("contexts") or context.get("context") or []
+        return "\n".join(str(p) for p in parts) if isinstance(parts, list) else str(parts)
+    if isinstance(context, list):
+        return "\n".join(str(p) for p in context)
+    return str(context or "")
+
+
+def read_pubmedqa(source: str = "qiaojin/PubMedQA", split: str | None = "train", config: str | None = "pqa_labeled",
+                  **opts) -> list[MedRecord]:
+    split = split or "train"
+    from pathlib import Path
+
+    table = load_table(source, split, config=None if Path(source).expanduser().exists() else config)
+    records = []
+    for i, row in enumerate(table):
+        decision = str(row.get("final_decision", "")).strip().lower()
+        context = _context_text(row.get("context"))
+        question = str(row.get("question", ""))
+        records.append(
+            MedRecord(
+                id=f"pubmedqa-{row.get('pubid', i)}",
+                images=[],
+                question=f"Context: {context}\nQuestion: {question}" if context else question,
+                options=list(PUBMEDQA_OPTIONS),
+                answer=letter_for(decision, PUBMEDQA_OPTIONS) or "",
+                kind="multiple_choice",
+                meta={"pubid": row.get("pubid"), "long_answer": row.get("long_answer"), "raw_question": question},
+            )
+        )
+    return records
