@@ -1,0 +1,230 @@
+"""Question types of the demo dataset: each turns a target answer into findings, a question and options.
+
+Every question type draws its answer first (from a balanced schedule made by the caller) and then findings that
+produce exactly that answer, so answers are balanced per type and always determined by the rendered image(s).
+Multiple-choice options of image questions keep a fixed, natural order (counts ascending, zones left/right x
+upper/lower, sizes ascending), so a balanced answer is also a uniform answer letter; the text-only questions shuffle
+their options to put the answer on the scheduled letter.
+
+Prompts use the instruction sentences MedEvalKit appends (see ``DESIGN.md`` section 2), so a model trained on the demo
+data is evaluated with the same wording it saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .demo_render import SIDES, SIZE_CLASSES, ZONES, Anatomy, Lesion, sample_anatomy, sample_lesions
+
+__all__ = [
+    "KINDS",
+    "INSTRUCTIONS",
+    "QUESTION_TYPES",
+    "QuestionType",
+    "DemoQuestion",
+    "build_prompt",
+    "option_letter",
+]
+
+KINDS = ("yes_no", "multiple_choice", "open", "caption")
+# MedEvalKit's instruction sentences per kind (DESIGN.md section 2); captions are free text.
+INSTRUCTIONS = {
+    "yes_no": "Please output 'yes' or 'no'(no extra output).",
+    "multiple_choice": "Answer with the option's letter from the given choices directly.",
+    "open": "Answer the question using a single word or phrase.",
+    "caption": "",
+}
+CAPTION_PROMPT = "Describe the findings in this chest radiograph."
+COUNT_OPTIONS = ["0", "1", "2", "3"]
+ZONE_OPTIONS = ["Left upper zone", "Left lower zone", "Right upper zone", "Right lower zone"]
+SIZE_OPTIONS = ["Small", "Medium", "Large"]
+COMPARE_OPTIONS = ["The first image", "The second image", "Both show the same number"]
+
+# Text-only questions (no image): short medical facts, each (question, correct answer, three distractors). Written
+# for this project; memorisable by design, they stand in for the medical-text share of the SFT mix.
+TEXT_FACTS = [
+    ("Which organ produces insulin?", "Pancreas", ("Liver", "Spleen", "Kidney")),
+    ("Which imaging modality uses no ionising radiation?", "MRI", ("CT", "X-ray", "PET")),
+    ("Which organ is mainly affected by pneumonia?", "Lung", ("Heart", "Liver", "Brain")),
+    ("Which blood cells carry oxygen?", "Red blood cells", ("Platelets", "White blood cells", "Plasma cells")),
+    ("How many chambers does the human heart have?", "Four", ("Two", "Three", "Five")),
+    ("Which bone protects the brain?", "Skull", ("Femur", "Sternum", "Pelvis")),
+    ("Which vessel carries blood from the heart to the body?", "Aorta", ("Vena cava", "Portal vein", "Pulmonary vein")),
+    ("Which organ filters blood to make urine?", "Kidney", ("Liver", "Stomach", "Lung")),
+    ("On a radiograph, which tissue appears brightest?", "Bone", ("Air", "Fat", "Muscle")),
+    ("What is air in the pleural space called?", "Pneumothorax", ("Effusion", "Edema", "Atelectasis")),
+    ("Which vitamin deficiency causes rickets?", "Vitamin D", ("Vitamin C", "Vitamin A", "Vitamin K")),
+    ("Which organ stores bile?", "Gallbladder", ("Pancreas", "Spleen", "Bladder")),
+]
+
+
+def option_letter(index: int) -> str:
+    return chr(ord("A") + index)
+
+
+def build_prompt(kind: str, question: str, options: list[str] | None = None) -> str:
+    """The user text: question, then ``Options:`` lines for multiple choice, then the kind's instruction."""
+    lines = [question]
+    if kind == "multiple_choice":
+        lines.append("Options:")
+        lines.extend(f"{option_letter(i)}. {opt}" for i, opt in enumerate(options or []))
+    if INSTRUCTIONS.get(kind):
+        lines.append(INSTRUCTIONS[kind])
+    return "\n".join(lines)
+
+
+@dataclass
+class DemoQuestion:
+    """One generated item: the findings of each image (``[]`` per image without lesions; no images: text-only)."""
+
+    kind: str
+    question: str
+    answer: str
+    options: list[str] = field(default_factory=list)
+    images: list[tuple[Anatomy, list[Lesion]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QuestionType:
+    """``make(rng, target)`` returns a :class:`DemoQuestion` whose gold answer corresponds to ``target``, one of
+    ``targets``; ``weight`` is the type's share of the dataset."""
+
+    name: str
+    kind: str
+    weight: float
+    targets: tuple[str, ...]
+    make: Callable[[np.random.Generator, str], DemoQuestion]
+
+
+def _image(rng, **constraints) -> tuple[Anatomy, list[Lesion]]:
+    anatomy = sample_anatomy(rng)
+    return anatomy, sample_lesions(rng, anatomy, **constraints)
+
+
+def _other(side: str) -> str:
+    return SIDES[1 - SIDES.index(side)]
+
+
+# ------------------------------------------------------------------------------------------------------ yes/no
+
+
+def _any_lesion(rng, target: str) -> DemoQuestion:
+    count = int(rng.integers(1, 4)) if target == "yes" else 0
+    question = ("Is there a lesion in this image?", "Is there an abnormality in this image?")[int(rng.integers(2))]
+    return DemoQuestion("yes_no", question, target, images=[_image(rng, count=count)])
+
+
+def _side_lesion(rng, target: str) -> DemoQuestion:
+    side = str(rng.choice(SIDES))
+    if target == "yes":
+        count = int(rng.integers(1, 4))
+        sides = [side] + [None] * (count - 1)
+    else:
+        # Most "no" images have lesions in the other lung, so the answer needs the side, not just "any lesion".
+        count = int(rng.choice([0, 1, 1, 2, 2]))
+        sides = [_other(side)] * count
+    return DemoQuestion(
+        "yes_no", f"Is there a lesion in the {side} lung?", target, images=[_image(rng, count=count, sides=sides)]
+    )
+
+
+def _multiple(rng, target: str) -> DemoQuestion:
+    count = int(rng.integers(2, 4)) if target == "yes" else int(rng.choice([0, 1, 1]))
+    return DemoQuestion("yes_no", "Are there multiple lesions?", target, images=[_image(rng, count=count)])
+
+
+# ----------------------------------------------------------------------------------------------- multiple choice
+
+
+def _count_mc(rng, target: str) -> DemoQuestion:
+    count = COUNT_OPTIONS.index(target)
+    return DemoQuestion(
+        "multiple_choice", "How many lesions are visible?", option_letter(count), list(COUNT_OPTIONS),
+        [_image(rng, count=count)],
+    )
+
+
+def _zone_mc(rng, target: str) -> DemoQuestion:
+    side, zone = target.split()
+    return DemoQuestion(
+        "multiple_choice", "Where is the lesion located?", option_letter(ZONE_OPTIONS.index(f"{side.capitalize()} "
+        f"{zone} zone")), list(ZONE_OPTIONS), [_image(rng, count=1, sides=[side], zones=[zone])],
+    )
+
+
+def _size_mc(rng, target: str) -> DemoQuestion:
+    return DemoQuestion(
+        "multiple_choice", "What is the size of the lesion?", option_letter(SIZE_CLASSES.index(target)),
+        list(SIZE_OPTIONS), [_image(rng, count=1, sizes=[target])],
+    )
+
+
+def _compare_mc(rng, target: str) -> DemoQuestion:
+    if target == "same":
+        first = second = int(rng.integers(0, 4))
+    else:
+        low, high = sorted(int(c) for c in rng.choice(4, size=2, replace=False))
+        first, second = (high, low) if target == "first" else (low, high)
+    answer = option_letter(("first", "second", "same").index(target))
+    question = "Image 1 and Image 2 are chest radiographs. Which image shows more lesions?"
+    return DemoQuestion(
+        "multiple_choice", question, answer, list(COMPARE_OPTIONS), [_image(rng, count=first), _image(rng, count=second)]
+    )
+
+
+def _text_fact(rng, target: str) -> DemoQuestion:
+    question, correct, distractors = TEXT_FACTS[int(rng.integers(len(TEXT_FACTS)))]
+    others = [distractors[i] for i in rng.permutation(len(distractors))]
+    position = ord(target) - ord("A")
+    options = others[:position] + [correct] + others[position:]
+    return DemoQuestion("multiple_choice", question, target, options, [])
+
+
+# ----------------------------------------------------------------------------------------------------- open
+
+
+def _side_open(rng, target: str) -> DemoQuestion:
+    count = int(rng.choice([1, 1, 2]))
+    return DemoQuestion("open", "Which side is the lesion on?", target, images=[_image(rng, count=count,
+                                                                                        sides=[target] * count)])
+
+
+def _zone_open(rng, target: str) -> DemoQuestion:
+    return DemoQuestion("open", "Which zone contains the lesion?", target, images=[_image(rng, count=1, zones=[target])])
+
+
+def _appearance_open(rng, target: str) -> DemoQuestion:
+    return DemoQuestion(
+        "open", "Is the lesion bright or dark?", target, images=[_image(rng, count=1, appearances=[target])]
+    )
+
+
+# ----------------------------------------------------------------------------------------------------- caption
+
+
+def _caption(rng, target: str) -> DemoQuestion:
+    from .demo_render import describe_findings
+
+    anatomy, lesions = _image(rng, count=int(target))
+    return DemoQuestion("caption", CAPTION_PROMPT, describe_findings(lesions), images=[(anatomy, lesions)])
+
+
+# Shares: about 36% yes/no, 30% multiple choice (4% text-only, 4% two-image), 14% open, 20% captions. Captions feed
+# continual pretraining; the question kinds feed SFT and GRPO and are what the evaluation scores.
+QUESTION_TYPES: tuple[QuestionType, ...] = (
+    QuestionType("any_lesion", "yes_no", 0.12, ("yes", "no"), _any_lesion),
+    QuestionType("side_lesion", "yes_no", 0.14, ("yes", "no"), _side_lesion),
+    QuestionType("multiple_lesions", "yes_no", 0.10, ("yes", "no"), _multiple),
+    QuestionType("count", "multiple_choice", 0.08, tuple(COUNT_OPTIONS), _count_mc),
+    QuestionType("zone", "multiple_choice", 0.07, tuple(f"{s} {z}" for s in SIDES for z in ZONES), _zone_mc),
+    QuestionType("size", "multiple_choice", 0.07, SIZE_CLASSES, _size_mc),
+    QuestionType("compare_two_images", "multiple_choice", 0.04, ("first", "second", "same"), _compare_mc),
+    QuestionType("text_fact", "multiple_choice", 0.04, ("A", "B", "C", "D"), _text_fact),
+    QuestionType("side_open", "open", 0.05, SIDES, _side_open),
+    QuestionType("zone_open", "open", 0.05, ZONES, _zone_open),
+    QuestionType("appearance_open", "open", 0.04, ("bright", "dark"), _appearance_open),
+    QuestionType("caption", "caption", 0.20, ("0", "1", "2", "3"), _caption),
+)
