@@ -1,0 +1,223 @@
+"""Facts a model card states, read from files only: the checkpoint, the recipe that trained it, its evaluation.
+
+Nothing here imports torch or loads weights: parameter counts come from the safetensors headers, so a card for a
+4B checkpoint renders in milliseconds. Every function returns plain dicts/lists the Jinja templates print as-is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from pathlib import Path
+
+import yaml
+
+__all__ = [
+    "checkpoint_facts",
+    "eval_facts",
+    "format_count",
+    "is_hub_id",
+    "load_recipe_summary",
+    "recipe_facts",
+]
+
+# Hub ids are `namespace/name`; a string that is also an existing local path is a path, not an id.
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
+# Parameter groups of the transformers v5 VLM layout (`model.model.<part>`, `model.lm_head`), in card order.
+PARAMETER_GROUPS = (
+    ("vision encoder", "model.vision_tower."),
+    ("projector", "model.multi_modal_projector."),
+    ("language model", "model.language_model."),
+    ("LM head (untied)", "lm_head."),
+)
+# Below this many parameters a checkpoint is a test/demo model, and the card says its outputs mean nothing.
+TOY_MODEL_MAX_PARAMETERS = 50_000_000
+
+
+def is_hub_id(value) -> bool:
+    return isinstance(value, str) and bool(HUB_ID_RE.match(value)) and not Path(value).exists()
+
+
+def format_count(n: int) -> str:
+    """1234 -> '1.2K', 2_160_000_000 -> '2.16B' (three significant digits)."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
+def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return {name: info["shape"] for name, info in header.items() if name != "__metadata__"}
+
+
+def _parameter_counts(model_dir: Path) -> dict[str, int]:
+    index = model_dir / "model.safetensors.index.json"
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else (
+        ["model.safetensors"] if (model_dir / "model.safetensors").is_file() else [])
+    counts = {name: 0 for name, _ in PARAMETER_GROUPS}
+    counts["other"] = total = 0
+    for shard in shards:
+        for name, shape in _safetensors_shapes(model_dir / shard).items():
+            n = math.prod(shape)
+            total += n
+            group = next((g for g, prefix in PARAMETER_GROUPS if name.startswith(prefix)), "other")
+            counts[group] += n
+    counts["total"] = total
+    return counts
+
+
+def checkpoint_facts(model_dir: str | Path) -> dict:
+    """Architecture, visual tokens, parameter counts and backbone ids of a `save_pretrained` folder."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{model_dir} has no config.json; pass a folder written by `save_pretrained`.")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    image_size, patch_size = vision.get("image_size"), vision.get("patch_size")
+    grid = image_size // patch_size if image_size and patch_size else None
+    counts = _parameter_counts(model_dir)
+    num_image_tokens = config.get("num_image_tokens")
+    side = math.isqrt(num_image_tokens) if num_image_tokens else None
+    backbones = [v.get("_name_or_path") for v in (vision, text)]
+    return {
+        "model_type": config.get("model_type", "unknown"),
+        "architecture": (config.get("architectures") or ["unknown"])[0],
+        "dtype": config.get("dtype") or config.get("torch_dtype") or "float32",
+        "vision": {
+            "model_type": vision.get("model_type", "unknown"),
+            "hidden_size": vision.get("hidden_size"),
+            "num_layers": vision.get("num_hidden_layers"),
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "grid": f"{grid}x{grid}" if grid else "unknown",
+            "num_patches": grid * grid if grid else None,
+        },
+        "text": {
+            "model_type": text.get("model_type", "unknown"),
+            "hidden_size": text.get("hidden_size"),
+            "num_layers": text.get("num_hidden_layers"),
+            "vocab_size": text.get("vocab_size"),
+            "max_position_embeddings": text.get("max_position_embeddings"),
+        },
+        "num_image_tokens": num_image_tokens,
+        "pooled_grid": f"{side}x{side}" if side else "unknown",
+        "image_token_id": config.get("image_token_id"),
+        "tie_word_embeddings": bool(config.get("tie_word_embeddings")),
+        "parameters": {name: n for name, n in counts.items() if n or name == "total"},
+        "parameters_human": {name: format_count(n) for name, n in counts.items() if n or name == "total"},
+        "is_toy": 0 < counts["total"] < TOY_MODEL_MAX_PARAMETERS,
+        "backbone_ids": [b for b in backbones if is_hub_id(b)],
+        "has_chat_template": (model_dir / "chat_template.jinja").is_file(),
+    }
+
+
+def load_recipe_summary(path: str | Path | None) -> dict[str, dict]:
+    """`recipe_summary.json` as {stage name: summary}; accepts a list of stages or a mapping, wrapped or not."""
+    if path is None or not Path(path).is_file():
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "stages" in data:
+        data = data["stages"]
+    if isinstance(data, list):
+        return {str(s.get("name", s.get("stage", i))): s for i, s in enumerate(data) if isinstance(s, dict)}
+    if isinstance(data, dict):
+        return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+    raise ValueError(f"{path} is neither a list of stage summaries nor a mapping from stage name to summary.")
+
+
+def _dataset_label(entry: dict) -> str:
+    source = entry.get("hub_id") or entry.get("path") or entry.get("name") or "unnamed"
+    split = f" ({entry['split']})" if entry.get("split") else ""
+    if entry.get("count") is not None:
+        amount = f"{entry['count']} samples"
+    elif entry.get("weight") is not None:
+        amount = f"weight {entry['weight']}"
+    else:
+        amount = "all"
+    return f"{Path(source).name if not is_hub_id(source) else source}{split}: {amount}"
+
+
+def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None) -> dict:
+    """Stages of a training recipe YAML (data mix, visual tokens, trainable modules), joined with run summaries."""
+    recipe_path = Path(recipe_path)
+    try:
+        recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"Cannot read the recipe {recipe_path}: {err}") from err
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("stages"), list) or not recipe["stages"]:
+        raise ValueError(f"{recipe_path} is not a training recipe: it needs a non-empty `stages:` list.")
+    summary = summary or {}
+    stages = []
+    for i, stage in enumerate(recipe["stages"]):
+        if not isinstance(stage, dict):
+            raise ValueError(f"{recipe_path}: stage {i} is a {type(stage).__name__}, not a mapping.")
+        name = str(stage.get("name", f"stage-{i}"))
+        trainable = stage.get("trainable") or []
+        run = summary.get(name, {})
+        stages.append({
+            "name": name,
+            "type": stage.get("type", "sft"),
+            "datasets": [_dataset_label(d) for d in stage.get("datasets") or [] if isinstance(d, dict)],
+            "hub_datasets": [d.get("hub_id") for d in stage.get("datasets") or []
+                             if isinstance(d, dict) and is_hub_id(d.get("hub_id"))],
+            "num_image_tokens": stage.get("num_image_tokens", "checkpoint default"),
+            "trainable": ", ".join(trainable) if trainable else "not listed",
+            "frozen": ", ".join(m for m in ("vision", "projector", "llm") if m not in trainable) or "none",
+            "lora": bool(stage.get("lora")),
+            "max_length": stage.get("max_length"),
+            "length": (f"{stage['max_steps']} steps" if stage.get("max_steps")
+                       else f"{stage.get('epochs', stage.get('num_train_epochs', 1))} epoch(s)"),
+            "learning_rate": stage.get("learning_rate", stage.get("lr")),
+            "run": {k: run[k] for k in ("steps", "seconds", "final_loss", "final_reward", "packing_efficiency")
+                    if run.get(k) is not None},
+        })
+    model = recipe.get("model")
+    return {
+        "path": recipe_path.name,
+        "init": model if isinstance(model, str) else "unspecified",
+        "base_model": model if is_hub_id(model) else None,
+        "seed": recipe.get("seed"),
+        "stages": stages,
+        "stage_types": sorted({s["type"] for s in stages}),
+        "hub_datasets": sorted({d for s in stages for d in s["hub_datasets"]}),
+    }
+
+
+def eval_facts(results_path: str | Path) -> dict:
+    """Benchmark table, model-index entries and the evaluation settings from an `infimed eval` results.json."""
+    results_path = Path(results_path)
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"Cannot read evaluation results {results_path}: {err}") from err
+    if not isinstance(results, dict) or not isinstance(results.get("benchmarks"), dict):
+        raise ValueError(f"{results_path} has no `benchmarks` mapping; pass the results.json written by "
+                         "`infimed eval --output DIR`.")
+    model_index = results.get("model_index") or []
+    for entry in model_index:
+        if not (isinstance(entry, dict) and entry.get("task", {}).get("type") and entry.get("dataset", {}).get("type")
+                and isinstance(entry.get("metrics"), list)):
+            raise ValueError(f"{results_path}: `model_index` entry {entry!r} needs task.type, dataset.type and a "
+                             "metrics list (see the evaluation results contract).")
+    rows = []
+    for bench, metrics in results["benchmarks"].items():
+        for metric, value in (metrics or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append({"benchmark": bench, "metric": metric, "value": value})
+    judge = results.get("judge")
+    return {
+        "path": results_path.name,
+        "rows": rows,
+        "model_index": model_index,
+        "seed": results.get("seed"),
+        "prompt": results.get("prompt") or {},
+        "parser": results.get("parser") or {},
+        "judge": (judge.get("model") or judge.get("kind") or "configured") if isinstance(judge, dict) else None,
+        "versions": results.get("versions") or {},
+    }
