@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "Answer a prompt about an image (PNG/JPEG/DICOM) with a checkpoint."),
     "demo-data": ("demo_data", "Write the synthetic, learnable medical VQA demo dataset."),
     "synthesize-cot": ("synthesize_cot", "Write chain-of-thought SFT data with a teacher model and rejection sampling."),
+    "push-model": ("push_model", "Push a checkpoint (weights, code, processor, card) to the Hub in one checked commit."),
+    "pull": ("pull", "Download a model or dataset repo from the Hub into a local folder."),
+    "card": ("card", "Render a checkpoint's model card from its recipe and evaluation results."),
+    "push-dataset": ("push_dataset", "Push a curated dataset folder (parquet shards + card) to the Hub."),
 }
 
 
