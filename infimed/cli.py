@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize-cot": ("synthesize_cot", "Write chain-of-thought SFT data with a teacher model and rejection sampling."),
     "push-model": ("push_model", "Push a checkpoint (weights, code, processor, card) to the Hub in one checked commit."),
     "pull": ("pull", "Download a model or dataset repo from the Hub into a local folder."),
+    "eval": ("eval", "Evaluate a model (or given predictions) on medical benchmarks, MedEvalKit-compatible."),
     "card": ("card", "Render a checkpoint's model card from its recipe and evaluation results."),
     "push-dataset": ("push_dataset", "Push a curated dataset folder (parquet shards + card) to the Hub."),
 }

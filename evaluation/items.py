@@ -1,0 +1,52 @@
+"""``EvalItem``: one benchmark question as the harness sees it (prompt type, scoring kind, report categories)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .answers import ANSWER_KINDS
+from .prompts import OPTION_FORMATS, PROMPT_TYPES
+
+__all__ = ["EvalItem"]
+
+
+@dataclass
+class EvalItem:
+    """A benchmark item.
+
+    ``kind`` decides scoring (see :func:`infimed.evaluation.answers.score_answer`); ``prompt_type`` decides the
+    instruction sentence. They differ on purpose: SLAKE's closed questions get MedEvalKit's "single word or phrase"
+    prompt even when the gold answer is yes/no, but are scored as yes/no. ``category`` holds the report breakdowns
+    (``answer_type`` closed/open, ``lang``, subject, modality, ...). ``images`` hold anything
+    ``infimed.processing.image_io.load_image`` accepts; they are decoded only when a model needs them.
+    """
+
+    id: str
+    benchmark: str
+    question: str
+    answer: str
+    kind: str
+    prompt_type: str
+    options: list[str] = field(default_factory=list)
+    raw_options: list[str] = field(default_factory=list)
+    option_format: str = "dot"
+    images: list[Any] = field(default_factory=list)
+    context: str = ""
+    lang: str = "en"
+    category: dict[str, str] = field(default_factory=dict)
+    # The dataset's own user turn (TRL messages), used with prompt_type "dataset".
+    messages: list[dict] | None = None
+
+    def __post_init__(self):
+        if self.kind not in ANSWER_KINDS:
+            raise ValueError(f"Item {self.id!r} of {self.benchmark}: `kind` must be one of {ANSWER_KINDS}, got {self.kind!r}.")
+        if self.prompt_type not in PROMPT_TYPES:
+            raise ValueError(
+                f"Item {self.id!r} of {self.benchmark}: `prompt_type` must be one of {PROMPT_TYPES}, got {self.prompt_type!r}."
+            )
+        if self.option_format not in OPTION_FORMATS:
+            raise ValueError(f"Item {self.id!r}: `option_format` must be one of {list(OPTION_FORMATS)}.")
+        if self.kind == "multiple_choice" and not self.options:
+            raise ValueError(f"Multiple-choice item {self.id!r} of {self.benchmark} has no options.")
+        self.category.setdefault("answer_type", "open" if self.kind in ("open", "caption") else "closed")

@@ -1,0 +1,221 @@
+"""The evaluation run behind ``infimed eval``: load benchmarks, generate (or read) predictions, score, judge, write.
+
+    from infimed.evaluation import EvalConfig, run_evaluation
+    results = run_evaluation(EvalConfig(model="runs/tiny", benchmarks=["demo"], data_dir="demo-output/data",
+                                        output_dir="runs/tiny/eval"))
+
+Output layout::
+
+    OUTPUT/results.json              model, config, versions, prompt/parser/judge identity, seed, metrics, model_index
+    OUTPUT/results.md, results.png   a markdown table and a bar chart
+    OUTPUT/<benchmark>/predictions.jsonl   one line per item: id, prompt, gold, prediction, extracted, correct, ...
+    OUTPUT/<benchmark>/metrics.json
+    OUTPUT/<benchmark>/cache.jsonl   generated predictions by cache key (a rerun resumes from it)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names
+from .generation import GenerationOptions, GenerationRequest, PredictionCache, batched_generate, model_fingerprint
+from .items import EvalItem
+from .prompts import build_prompt, template_identity
+from .scoring import aggregate_metrics, score_item
+
+__all__ = ["EvalConfig", "build_messages", "read_predictions", "run_evaluation"]
+
+logger = logging.getLogger(__name__)
+
+PARSER_VERSION = 1  # bump when infimed.evaluation.answers changes what it extracts
+
+
+@dataclass
+class EvalConfig:
+    """Everything one evaluation run depends on; recorded in ``results.json``."""
+
+    benchmarks: list[str] = field(default_factory=lambda: ["demo"], metadata={"help": "Benchmark names (or 'infimed')."})
+    output_dir: str = field(default="eval-output", metadata={"help": "Folder for results and per-item predictions."})
+    model: str | None = field(default=None, metadata={"help": "Checkpoint folder or Hub id (not needed with predictions)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder holding local benchmark copies (<name>/)."})
+    predictions: str | None = field(default=None, metadata={"help": "JSONL of {id, prediction[, benchmark]} to score."})
+    limit: int | None = field(default=None, metadata={"help": "First N items per benchmark (quick runs)."})
+    seed: int = field(default=42, metadata={"help": "Seed (MedEvalKit's default); only compat-mode MMMU guesses use it."})
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message before each question."})
+    reasoning: bool = field(default=False, metadata={"help": "Ask for the final answer in \\boxed{} (reasoning prompts)."})
+    medevalkit_compat: bool = field(default=False, metadata={"help": "Add MedEvalKit-style scores beside the correct ones."})
+    judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for the open-answer judge."})
+    judge_model: str | None = field(default=None, metadata={"help": "Judge model name at that endpoint."})
+    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the key."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)."})
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bars."})
+
+    def __post_init__(self):
+        self.benchmarks = resolve_benchmark_names(self.benchmarks)
+        if self.model is None and self.predictions is None:
+            raise ValueError("Give `--model` to generate predictions or `--predictions FILE.jsonl` to score existing ones.")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"`limit` must be positive, got {self.limit}.")
+        if (self.judge_base_url is None) != (self.judge_model is None):
+            raise ValueError("The judge needs both `--judge-base-url` and `--judge-model`.")
+
+
+def build_messages(item: EvalItem, reasoning: bool, system_prompt: str | None) -> tuple[list[dict], str]:
+    """TRL-style chat messages for ``item`` (image parts first, then the prompt text) and the prompt text."""
+    if item.prompt_type == "dataset" and item.messages:
+        messages = [dict(m) for m in item.messages]
+        prompt = "\n".join(p.get("text", "") for m in messages if isinstance(m["content"], list)
+                           for p in m["content"] if p.get("type") == "text")
+        if reasoning:
+            suffix = build_prompt(item, True)[len(item.question):]
+            last = messages[-1]
+            messages[-1] = {**last, "content": [*last["content"], {"type": "text", "text": suffix}]}
+            prompt += suffix
+    else:
+        prompt = build_prompt(item, reasoning)
+        content = [{"type": "image"} for _ in item.images] + [{"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
+    if system_prompt:
+        messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, *messages]
+    return messages, prompt
+
+
+def read_predictions(path: str | Path) -> dict[tuple[str | None, str], str]:
+    """``{(benchmark or None, id): prediction}`` from a JSONL file of ``{"id", "prediction"[, "benchmark"]}``."""
+    out = {}
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out[(row.get("benchmark"), str(row["id"]))] = "" if row["prediction"] is None else str(row["prediction"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with `id` and `prediction` ({exc}).") from exc
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for package in ("infimed", "torch", "transformers", "datasets", "evaluate", "trl", "peft"):
+        try:
+            out[package] = md.version(package)
+        except md.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _load_model(config: EvalConfig):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import infimed  # noqa: F401  (registers InfiMed with the Auto classes)
+
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32  # fp32 on CPU: bf16 matmuls are slow there
+    model = AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(device).eval()
+    processor = AutoProcessor.from_pretrained(config.model)
+    return model, processor
+
+
+def _judge_client(config: EvalConfig, cache_dir: Path):
+    from infimed.llm_client import OpenAIChatClient
+
+    return OpenAIChatClient(config.judge_base_url, config.judge_model, api_key_env=config.judge_api_key_env,
+                            cache_dir=str(cache_dir))
+
+
+def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None, judge_client: Any = None) -> dict:
+    """Run ``config`` and write the outputs; returns the ``results.json`` content.
+
+    ``model`` / ``processor`` may be passed in (tests, the demo) instead of loading ``config.model``; ``judge_client``
+    may be any ``infimed.llm_client`` client instead of the endpoint in ``config``.
+    """
+    from . import judge as judge_lib
+    from .report import markdown_table, model_index, plot_results
+
+    random.seed(config.seed)
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    given = read_predictions(config.predictions) if config.predictions else None
+    if given is None and model is None:
+        model, processor = _load_model(config)
+    if judge_client is None and config.judge_base_url:
+        judge_client = _judge_client(config, output / "judge_cache")
+    model_name = config.model or f"predictions:{Path(config.predictions).name}"
+    fingerprint = model_fingerprint(model, config.model) if model is not None else None
+
+    all_metrics, specs, run_info = {}, {}, {}
+    for name in config.benchmarks:
+        loaded = load_benchmark(name, data_dir=config.data_dir, limit=config.limit)
+        items, spec = loaded.items, loaded.spec
+        specs[name] = spec
+        bench_dir = output / name
+        bench_dir.mkdir(parents=True, exist_ok=True)
+        prompts, requests = [], []
+        for item in items:
+            messages, prompt = build_messages(item, config.reasoning, config.system_prompt)
+            prompts.append(prompt)
+            key_src = json.dumps([fingerprint, name, item.id, messages, asdict(config.generation)], sort_keys=True,
+                                 ensure_ascii=False, default=str)
+            requests.append(GenerationRequest(hashlib.sha256(key_src.encode()).hexdigest(), messages, item.images))
+        errors: dict[str, int] = {}
+        if given is not None:
+            predictions = [given.get((name, item.id), given.get((None, item.id))) for item in items]
+            missing = sum(p is None for p in predictions)
+            if missing:
+                errors["missing prediction"] = missing
+                logger.warning("%s: %d items have no prediction in %s; scored as empty.", name, missing, config.predictions)
+        else:
+            cache = PredictionCache(bench_dir / "cache.jsonl")
+            predictions, errors = batched_generate(model, processor, requests, config.generation, cache=cache,
+                                                   desc=name, progress=config.progress)
+        rng = random.Random(config.seed)
+        records = [score_item(item, pred, compat=config.medevalkit_compat, rng=rng) for item, pred in zip(items, predictions)]
+        for record, prompt, pred in zip(records, prompts, predictions):
+            record["prompt"] = prompt
+            if pred is None:
+                record["error"] = "no prediction"
+        judge_counts = None
+        if judge_client is not None:
+            judge_counts = judge_lib.apply_judge(judge_client, items, records, compat=config.medevalkit_compat)
+        metrics = aggregate_metrics(records, items, compat=config.medevalkit_compat)
+        metrics["skipped"] = loaded.skipped
+        metrics["errors"] = errors
+        if judge_counts is not None:
+            metrics["judge"] = judge_counts
+        with open(bench_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        (bench_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+        all_metrics[name] = metrics
+        run_info[name] = {"source": loaded.source, "split": spec.split, "num_items": len(items)}
+        logger.info("%s: accuracy %.4f over %d items", name, metrics["accuracy"], len(items))
+
+    results = {
+        "model": model_name,
+        "model_fingerprint": fingerprint,
+        "benchmarks": all_metrics,
+        "config": {**{k: v for k, v in asdict(config).items() if k != "generation"},
+                   "generation": asdict(config.generation), "sources": run_info},
+        "versions": _versions(),
+        "prompt": template_identity(config.reasoning, config.system_prompt),
+        "parser": {"module": "infimed.evaluation.answers", "version": PARSER_VERSION,
+                   "medevalkit_compat": config.medevalkit_compat},
+        "judge": judge_lib.judge_identity(judge_client) if judge_client is not None else None,
+        "seed": config.seed,
+        "model_index": model_index(model_name, all_metrics, specs),
+    }
+    (output / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    (output / "results.md").write_text(markdown_table(model_name, all_metrics, specs), encoding="utf-8")
+    plot_results(model_name, all_metrics, specs, output / "results.png")
+    return results
