@@ -91,5 +91,14 @@ class InfiMedImageProcessor(BaseImageProcessor):
             return BatchFeature({"pixel_values": torch.from_numpy(pixel_values)})
         return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors)
 
+    def fetch_images(self, images):
+        """Decode paths, bytes and `datasets` image dicts with InfiMed's loader (DICOM aware, named errors), keeping
+        the nesting; transformers' default loader knows no DICOM and does not name the failing file."""
+        if isinstance(images, (list, tuple)):
+            return [self.fetch_images(item) for item in images]
+        if isinstance(images, (str, bytes, dict)) or hasattr(images, "__fspath__"):
+            return load_image(images, frame=self.dicom_frame)
+        return images
+
     def __call__(self, images, **kwargs) -> BatchFeature:
         return self.preprocess(images, **kwargs)
