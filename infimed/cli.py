@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init", "Create an InfiMed checkpoint from a preset or from pretrained parts."),
     "generate": ("generate", "Answer a prompt about an image (PNG/JPEG/DICOM) with a checkpoint."),
     "demo-data": ("demo_data", "Write the synthetic, learnable medical VQA demo dataset."),
+    "curate": ("curate", "Score, filter, deduplicate and decontaminate training data into a curated dataset."),
     "synthesize-cot": ("synthesize_cot", "Write chain-of-thought SFT data with a teacher model and rejection sampling."),
     "push-model": ("push_model", "Push a checkpoint (weights, code, processor, card) to the Hub in one checked commit."),
     "pull": ("pull", "Download a model or dataset repo from the Hub into a local folder."),

@@ -1,0 +1,253 @@
+"""Typed curation config, parsed from YAML in one place (``CurationConfig.from_yaml``).
+
+    sources:
+      - {name: demo, path: demo-data, split: train}
+      - {name: slake, format: slake, source: BoKelvin/SLAKE, split: train, license: cc-by-4.0}
+    thresholds: {image_quality: 0.5, text_quality: 0.5, answer_validity: 0.5}
+    judge: {enabled: false}
+    decontamination: {benchmarks: [{name: demo-eval, path: demo-data, split: eval}]}
+
+Unknown keys raise a ``ValueError`` naming the key and the allowed ones, so a typo never silently disables a filter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .dimensions import DIMENSION_NAMES, MODEL_DIMENSIONS
+
+__all__ = [
+    "SourceConfig", "ImageRules", "TextRules", "AnswerRules", "JudgeConfig", "DedupConfig", "DecontaminationConfig",
+    "AuditConfig", "CardConfig", "CurationConfig",
+]
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: _copy(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+def _copy(value):
+    import copy
+
+    return copy.deepcopy(value)
+
+
+@dataclass
+class SourceConfig:
+    """One input (or one benchmark to decontaminate against)."""
+
+    name: str = _f("", "Label used in reports and the `source` column.")
+    path: str | None = _f(None, "A `save_to_disk` folder or parquet/json files already in the training format.")
+    hub_id: str | None = _f(None, "A Hub dataset already in the training format (read with `datasets.load_dataset`).")
+    format: str | None = _f(None, "A converter name from `infimed.data.converters.READERS` (e.g. `slake`).")
+    source: str | None = _f(None, "Hub id or local path handed to the converter named by `format`.")
+    split: str | None = _f("train", "Split to read.")
+    limit: int | None = _f(None, "Read at most this many rows (quick trials).")
+    license: str | None = _f(None, "SPDX licence id of this source, copied to the dataset card.")
+    options: dict = _f({}, "Extra keyword arguments for the converter (e.g. `lang: en`).")
+
+    def validate(self, where: str) -> None:
+        given = [k for k in ("path", "hub_id", "format") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"{where} ({self.name!r}) must set exactly one of `path`, `hub_id`, `format`; got {given}.")
+        if self.format and not self.source:
+            raise ValueError(f"{where} ({self.name!r}) sets `format: {self.format}` but no `source` to read.")
+        if not self.name:
+            self.name = Path(self.path or self.hub_id or self.source).name
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"{where} ({self.name!r}): `limit` must be >= 1, got {self.limit}.")
+
+
+@dataclass
+class ImageRules:
+    min_side: int = _f(64, "Short side (px) for a full resolution score; 64 is the tiny preset's input, smaller "
+                           "images carry too little detail to upscale to the real presets' 384 px.")
+    max_aspect: float = _f(4.0, "Longest/shortest side above which the score falls; wider strips are mostly "
+                                "mis-cropped figure panels.")
+    min_std: float = _f(0.02, "Grey-level standard deviation (0-1 scale) under which an image is blank/near-constant "
+                              "(about 5 grey levels of 255).")
+    min_contrast: float = _f(0.15, "1st-99th percentile grey range (0-1) for a full contrast score.")
+    min_sharpness: float = _f(2e-4, "Variance of the Laplacian (0-1 grey scale) for a full sharpness score; set low "
+                                    "because radiographs and pathology slides are smooth by nature.")
+
+
+@dataclass
+class TextRules:
+    min_question_chars: int = _f(3, "Shortest acceptable question (VQA questions such as 'CT?' are 3 chars).")
+    max_question_chars: int = _f(8000, "Longest question; long clinical vignettes and PubMedQA contexts fit.")
+    max_answer_chars: int = _f(8000, "Longest answer; radiology reports and captions fit.")
+    languages: list = _f(["en", "zh"], "Allowed question languages by script (en = Latin, zh = CJK); [] allows any.")
+    check_identifiers: bool = _f(True, "Drop text with e-mail addresses, phone, social-security or record numbers.")
+    boilerplate: list = _f(["lorem ipsum", "as an ai language model", "click here", "all rights reserved",
+                            "subscribe to", "cookie policy"], "Phrases that mark scraped or generated boilerplate.")
+
+
+@dataclass
+class AnswerRules:
+    max_open_answer_words: int = _f(40, "Open answers longer than this are hard to verify by string or judge match; "
+                                        "captions and multi-turn conversations are exempt.")
+    min_leak_chars: int = _f(4, "Open answers at least this long that appear verbatim in the question count as leaked.")
+
+
+@dataclass
+class JudgeConfig:
+    enabled: bool = _f(False, "Score the model dimensions (alignment, medical_relevance) with a judge.")
+    backend: str = _f("openai", "`openai` (any OpenAI-compatible endpoint) or `local` (a transformers model).")
+    base_url: str | None = _f(None, "Endpoint root for the openai backend, e.g. http://localhost:8000/v1.")
+    model: str | None = _f(None, "Model name (openai) or name/path (local).")
+    api_key_env: str = _f("OPENAI_API_KEY", "Environment variable with the API key (unset: no key sent).")
+    dimensions: list = _f(list(MODEL_DIMENSIONS), "Model-scored dimensions to ask the judge for.")
+    cache_dir: str | None = _f(None, "Answer cache folder (content-hash keyed); default OUTPUT/judge_cache.")
+    max_concurrency: int = _f(8, "Requests in flight (openai backend).")
+    batch_size: int = _f(64, "Samples handed to the client per call; bounds memory of inline images.")
+    max_retries: int = _f(3, "Retries per request for connection errors and 429/5xx.")
+    timeout: float = _f(60.0, "Seconds per HTTP attempt.")
+    max_new_tokens: int = _f(128, "Judge answer budget; the JSON verdict needs well under 100 tokens.")
+    max_image_side: int = _f(512, "Images are downscaled to this side before sending, bounding request size.")
+    on_failure: str = _f("drop", "`drop`: a sample the judge could not score is dropped as unscored; `keep`: kept "
+                                 "with its score empty and a flag. Counted in the report either way.")
+
+
+@dataclass
+class DedupConfig:
+    enabled: bool = _f(True, "Drop duplicate samples (the first occurrence is kept).")
+    near_images: bool = _f(True, "Also treat perceptual-hash near-identical images with the same question as duplicates.")
+    hash_size: int = _f(8, "dHash grid side: 8 gives 64-bit hashes, the usual size for near-duplicate search.")
+    max_hamming: int = _f(4, "Largest hash distance for 'near': re-encoding and resizing flip a few of 64 bits.")
+
+
+@dataclass
+class DecontaminationConfig:
+    benchmarks: list = _f([], "Evaluation sets (same keys as `sources`) whose images/questions must not be trained on.")
+    max_hamming: int = _f(4, "Perceptual-hash distance for an image match (see `dedup.max_hamming`).")
+    min_question_words: int = _f(8, "Question-only matches count for questions of at least this many words (or any "
+                                    "text-only sample): short VQA questions recur across unrelated images.")
+
+
+@dataclass
+class AuditConfig:
+    enabled: bool = _f(True, "Write a stratified audit sample (CSV + offline HTML) under OUTPUT/audit.")
+    per_stratum: int = _f(5, "Samples per (source, score band) stratum.")
+    bands: list = _f([0.5, 0.8], "Band edges on the worst dimension score: low < 0.5 <= mid < 0.8 <= high.")
+
+
+@dataclass
+class CardConfig:
+    pretty_name: str = _f("InfiMed curated dataset", "Title of the dataset card.")
+    license: str = _f("other", "SPDX licence of the curated set (use the most restrictive of the sources).")
+    description: str = _f("", "Free text for the card's summary.")
+    language: list = _f(["en"], "Languages for the card metadata.")
+
+
+@dataclass
+class CurationConfig:
+    sources: list = _f([], "Inputs, read in order (earlier sources win duplicate ties).")
+    thresholds: dict = _f({}, "Keep a sample when score >= threshold, per dimension (default 0.5 each).")
+    image_rules: ImageRules = _f(ImageRules(), "Image quality parameters.")
+    text_rules: TextRules = _f(TextRules(), "Text quality parameters.")
+    answer_rules: AnswerRules = _f(AnswerRules(), "Answer validity parameters.")
+    judge: JudgeConfig = _f(JudgeConfig(), "Model scorer for alignment / medical relevance.")
+    dedup: DedupConfig = _f(DedupConfig(), "Duplicate removal.")
+    decontamination: DecontaminationConfig = _f(DecontaminationConfig(), "Benchmark decontamination.")
+    audit: AuditConfig = _f(AuditConfig(), "Human audit export.")
+    card: CardConfig = _f(CardConfig(), "Dataset card fields.")
+    seed: int = _f(42, "Seeds audit sampling.")
+    num_proc: int = _f(1, "Worker processes for rule scoring (image decoding dominates; use the core count).")
+    chunk_size: int = _f(1000, "Rows read, scored and written per step: bounds memory for large or streamed sources.")
+    shard_size: int = _f(5000, "Rows per output parquet shard.")
+    streaming: bool = _f(False, "Read Hub sources with `streaming=True` (never materialised in full).")
+
+    DEFAULT_THRESHOLD = 0.5  # rubric >= 3 for model dims; soft rule issues (0.6) flag without dropping
+
+    def threshold(self, name: str) -> float:
+        return float(self.thresholds.get(name, self.DEFAULT_THRESHOLD))
+
+    @property
+    def active_dimensions(self) -> list[str]:
+        model = set(self.judge.dimensions) if self.judge.enabled else set()
+        return [d for d in DIMENSION_NAMES if d not in MODEL_DIMENSIONS or d in model]
+
+    def validate(self) -> None:
+        if not self.sources:
+            raise ValueError("The curation config has no `sources`; list at least one input.")
+        for i, s in enumerate(self.sources):
+            s.validate(f"sources[{i}]")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Source names must be unique, got {names}.")
+        for i, b in enumerate(self.decontamination.benchmarks):
+            b.validate(f"decontamination.benchmarks[{i}]")
+        for name, value in self.thresholds.items():
+            if name not in DIMENSION_NAMES:
+                raise ValueError(f"Unknown dimension {name!r} in `thresholds`; use one of {DIMENSION_NAMES}.")
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"`thresholds.{name}` must be a number in [0, 1], got {value!r}.")
+        if self.judge.backend not in ("openai", "local"):
+            raise ValueError(f"`judge.backend` must be `openai` or `local`, got {self.judge.backend!r}.")
+        if self.judge.on_failure not in ("drop", "keep"):
+            raise ValueError(f"`judge.on_failure` must be `drop` or `keep`, got {self.judge.on_failure!r}.")
+        bad = [d for d in self.judge.dimensions if d not in MODEL_DIMENSIONS]
+        if bad:
+            raise ValueError(f"`judge.dimensions` may hold {MODEL_DIMENSIONS}, got {bad}.")
+        if self.judge.enabled and not self.judge.model:
+            raise ValueError("`judge.enabled` is true but `judge.model` is empty; name the judge model.")
+        if self.judge.enabled and self.judge.backend == "openai" and not self.judge.base_url:
+            raise ValueError("The openai judge backend needs `judge.base_url` (e.g. http://localhost:8000/v1).")
+        for key in ("num_proc", "chunk_size", "shard_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}.")
+        if sorted(self.audit.bands) != list(self.audit.bands):
+            raise ValueError(f"`audit.bands` must be increasing, got {self.audit.bands}.")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CurationConfig":
+        config = _build(cls, data or {}, "config")
+        config.sources = [_build(SourceConfig, s, f"sources[{i}]") for i, s in enumerate(config.sources)]
+        config.decontamination.benchmarks = [
+            _build(SourceConfig, b, f"decontamination.benchmarks[{i}]")
+            for i, b in enumerate(config.decontamination.benchmarks)
+        ]
+        config.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "CurationConfig":
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"Cannot read curation config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"Curation config {path} must be a YAML mapping, got {type(data).__name__}.")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: Any, where: str):
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"`{where}` must be a mapping, got {type(data).__name__}: {data!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"Unknown key(s) {unknown} in `{where}`; allowed: {sorted(fields)}.")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value, f"{where}.{key}")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"Bad value in `{where}`: {exc}") from exc
