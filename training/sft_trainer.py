@@ -37,6 +37,17 @@ def _is_vision_dataset(dataset) -> bool:
     return "images" in columns or "image" in columns
 
 
+def _undecoded(dataset):
+    """`dataset` with its `images` column left as raw `{bytes, path}` dicts (decoded and validated when encoding)."""
+    import datasets
+
+    feature = getattr(dataset, "features", {}).get("images") if hasattr(dataset, "features") else None
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.Image) and inner.decode:
+        return dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    return dataset
+
+
 def find_rope_index_fn(model):
     """The model's M-RoPE `get_rope_index` (Qwen2-VL family), or `None` for 1-D RoPE models such as InfiMed."""
     if hasattr(model, "get_base_model"):  # PEFT wrapper
@@ -64,6 +75,13 @@ class InfiMedSFTTrainer(SFTTrainer):
                 "Multimodal packing builds its own collator; do not pass `data_collator`, or set `packing=False`."
             )
         eval_packing = args.packing if args.eval_packing is None else args.eval_packing
+        if self._multimodal_packing:
+            # TRL peeks at the first sample; a corrupt image there must be counted, not crash the decode.
+            train_dataset = _undecoded(train_dataset)
+            if isinstance(eval_dataset, dict):
+                eval_dataset = {k: _undecoded(v) for k, v in eval_dataset.items()}
+            elif eval_dataset is not None:
+                eval_dataset = _undecoded(eval_dataset)
         packing_flag = args.packing
         if self._multimodal_packing:
             args.packing = False  # the one check TRL 1.16 makes against vision packing; restored below
