@@ -61,7 +61,7 @@ class DemoDataConfig:
     corrupted_per_reason: int = field(
         default=2,
         metadata={"help": "Deliberately corrupted train samples per reason in CORRUPTION_REASONS (8 of 2000 by "
-                  "default); capped so they stay under 10% of a small train split."},
+                  "default); capped so they stay under a tenth of a small train split."},
     )
 
     def __post_init__(self):
@@ -75,11 +75,14 @@ class DemoDataConfig:
 
 @dataclass
 class DemoSample:
-    """A dataset row plus what the renderer drew (per image: its lesions) and the question type, for tests."""
+    """A dataset row plus what the renderer drew and the question type (for tests and analysis).
+
+    ``findings`` has one ``{"anatomy": {...}, "lesions": [{...}, ...]}`` per image, in image order.
+    """
 
     row: dict
     question_type: str
-    findings: list[list[dict]]
+    findings: list[dict]
 
 
 def demo_features():
@@ -168,7 +171,8 @@ def generate_demo_samples(config: DemoDataConfig, split: str) -> list[DemoSample
         qt = QUESTION_TYPES[t]
         item = qt.make(rng, target)
         row = _to_row(item, f"demo-{split}-{i:05d}", rng)
-        findings = [[les.to_dict() for les in lesions] for _, lesions in item.images]
+        findings = [{"anatomy": asdict(anatomy), "lesions": [les.to_dict() for les in lesions]}
+                    for anatomy, lesions in item.images]
         samples.append(DemoSample(row, qt.name, findings))
     if split == "train":
         _inject_corruptions(samples, config, rng)
