@@ -4,12 +4,13 @@ The repository keeps the design card's top-level folders (``modeling_infimed/``,
 maps each of them below ``infimed`` so an install never squats generic names such as ``processing`` or ``training``.
 """
 
+import os
+
 from setuptools import setup
 
-# folder in the repository -> import name
-PACKAGE_DIRS = {
+# import name -> folder in the repository, for the top-level packages of the design card
+TOP_LEVEL = {
     "infimed": "infimed",
-    "infimed.commands": "infimed/commands",
     "infimed.modeling": "modeling_infimed",
     "infimed.processing": "processing",
     "infimed.data": "data",
@@ -18,6 +19,20 @@ PACKAGE_DIRS = {
     "infimed.hub": "hub",
     "infimed.model_cards": "model_cards",
 }
+
+
+def _with_subpackages(top_level: dict[str, str]) -> dict[str, str]:
+    """Add every sub-folder holding an `__init__.py` below a mapped folder (e.g. `data/curation`)."""
+    mapping = dict(top_level)
+    for name, folder in top_level.items():
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+            if root != folder and "__init__.py" in files:
+                mapping[name + "." + os.path.relpath(root, folder).replace(os.sep, ".")] = root
+    return mapping
+
+
+PACKAGE_DIRS = _with_subpackages(TOP_LEVEL)
 
 # Lower bounds: the oldest versions the code is tested against. torch and huggingface_hub stay loose enough for the
 # GPU image (torch 2.11, huggingface_hub 1.33, see shared/DESIGN.md section 5); transformers 5.23 is the first with
