@@ -1,0 +1,195 @@
+"""The main job: the whole InfiMed pipeline, offline, on the embedded demo data and the tiny preset.
+
+    make demo                       # = python -m infimed.demo
+    python -m infimed.demo --fresh  # start over
+    python -m infimed.demo --output /tmp/demo
+
+Steps (each leaves a marker in OUTPUT/.done/, so a second run reuses finished steps and an interrupted run resumes;
+training resumes from its last checkpoint):
+
+    1 data      infimed demo-data            train + held-out eval splits, a few corrupted train samples
+    2 curate    infimed curate               five-dimension scoring (model-scored dimensions off: no judge offline)
+    3 init      infimed init --preset tiny   the initialised model, evaluated before any training
+    4 train     infimed train recipes/demo.yaml   continual pretraining (16 visual tokens), SFT-1/2/3 packed (64),
+                                                   GRPO; each stage evaluated on the held-out split
+    5 card      infimed card                 a Hub-ready folder: checkpoint + code + model card
+    6 answer    infimed generate             answers about a demo PNG and a DICOM file, from the Hub-ready folder
+    7 summary   table, results.json, loss curves and the results chart in OUTPUT/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_RECIPE = REPO_ROOT / "recipes" / "demo.yaml"
+CURATION_CONFIG = REPO_ROOT / "recipes" / "curation" / "demo.yaml"
+KINDS = ("yes_no", "multiple_choice", "open")
+
+
+class Demo:
+    def __init__(self, output: Path, recipe: Path, curation: Path):
+        self.out = output
+        self.recipe = recipe
+        self.curation = curation
+        self.seconds: dict[str, float] = {}
+        (self.out / ".done").mkdir(parents=True, exist_ok=True)
+        timing = self.out / ".done" / "seconds.json"
+        if timing.exists():
+            self.seconds = json.loads(timing.read_text())
+
+    # -- step bookkeeping -------------------------------------------------------------------------------------
+    def step(self, number: int, name: str, title: str, func) -> None:
+        marker = self.out / ".done" / name
+        if marker.exists():
+            print(f"[{number}/7] {title}: done in an earlier run, reused ({marker})", flush=True)
+            return
+        print(f"\n[{number}/7] {title}", flush=True)
+        start = time.perf_counter()
+        func()
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        (self.out / ".done" / "seconds.json").write_text(json.dumps(self.seconds, indent=2))
+        marker.write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+        print(f"[{number}/7] {title}: {self.seconds[name]} s", flush=True)
+
+    def cli(self, *argv: str) -> None:
+        from infimed.cli import main as cli_main
+
+        print("  $ infimed " + " ".join(argv), flush=True)
+        code = cli_main(list(argv))
+        if code:
+            raise SystemExit(f"`infimed {' '.join(argv)}` failed with exit code {code}")
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.out / "demo-data"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.out / "train"
+
+    def stage_names(self) -> list[str]:
+        from infimed.training.recipe import load_recipe
+
+        return [stage.name for stage in load_recipe(str(self.recipe)).stages]
+
+    def evaluate(self, model_dir: Path, label: str) -> None:
+        target = self.out / "eval" / label
+        if (target / "results.json").exists():
+            print(f"  eval {label}: reused {target / 'results.json'}")
+            return
+        self.cli(
+            "eval", "--model", str(model_dir), "--benchmarks", "demo", "--data-dir", str(self.data),
+            "--output", str(target), "--batch-size", "32", "--max-new-tokens", "8", "--no-progress",
+        )
+
+    # -- steps -------------------------------------------------------------------------------------------------
+    def make_data(self) -> None:
+        self.cli("demo-data", "--output", str(self.data))
+
+    def curate(self) -> None:
+        self.cli("curate", str(self.curation), "--output", str(self.out / "curated"))
+
+    def init(self) -> None:
+        self.cli("init", "--preset", "tiny", "--output", str(self.out / "init"))
+        self.evaluate(self.out / "init", "init")
+
+    def train(self) -> None:
+        args = ["train", str(self.recipe), "--output", str(self.train_dir)]
+        if (self.train_dir / "recipe_summary.json").exists() or any(self.train_dir.glob("*/checkpoint-*")):
+            args.append("--resume")
+        self.cli(*args)
+        for name in self.stage_names():
+            self.evaluate(self.train_dir / name, name)
+
+    def card(self) -> None:
+        final = self.train_dir / self.stage_names()[-1]
+        hub_ready = self.out / "hub-ready"
+        if hub_ready.exists():
+            shutil.rmtree(hub_ready)
+        shutil.copytree(final, hub_ready, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.pt", "rng_state*"))
+        self.cli(
+            "card", "--model", str(hub_ready), "--eval-results",
+            str(self.out / "eval" / self.stage_names()[-1] / "results.json"), "--recipe", str(self.recipe),
+        )
+        from infimed.hub.checks import check_model_folder
+
+        problems = check_model_folder(hub_ready)
+        if problems:
+            raise SystemExit("The Hub-ready folder would not load:\n  " + "\n  ".join(problems))
+        print(f"  Hub-ready folder: {hub_ready} (loads with trust_remote_code=True; push with `infimed push-model`)")
+
+    def answer(self) -> None:
+        from datasets import load_from_disk
+
+        from infimed.data.demo_render import write_demo_dicom
+
+        hub_ready = self.out / "hub-ready"
+        eval_split = load_from_disk(str(self.data))["eval"]
+        row = next(r for r in eval_split if r["kind"] == "yes_no" and len(r["images"]) == 1)
+        png = self.out / "example.png"
+        row["images"][0].save(png)
+        self.cli("generate", "--model", str(hub_ready), "--image", str(png), "--prompt", row["question"] +
+                 "\nPlease output 'yes' or 'no'(no extra output).", "--max-new-tokens", "4")
+        print(f"  (gold answer: {row['answer']})")
+        dicom = self.out / "example.dcm"
+        info = write_demo_dicom(dicom, seed=7)
+        self.cli("generate", "--model", str(hub_ready), "--image", str(dicom), "--prompt", info["question"] +
+                 "\nPlease output 'yes' or 'no'(no extra output).", "--max-new-tokens", "4")
+        print(f"  (gold answer: {info['answer']})")
+
+    def summary(self) -> dict:
+        from infimed.demo_report import write_summary
+
+        return write_summary(self.out, ["init", *self.stage_names()], self.train_dir, self.seconds)
+
+
+def _localise(config: Path, output: Path) -> Path:
+    """Copy a YAML config into OUTPUT/configs/ with its `demo-output/` paths pointed at this run's output folder."""
+    target = output / "configs" / f"{config.parent.name}-{config.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(config.read_text(encoding="utf-8").replace("demo-output/", f"{output.as_posix()}/"))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infimed.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="demo-output", help="Output folder (default: demo-output).")
+    parser.add_argument("--fresh", action="store_true", help="Delete the output folder first and start over.")
+    parser.add_argument("--recipe", default=str(DEMO_RECIPE), help="Training recipe (default: recipes/demo.yaml).")
+    parser.add_argument("--curation", default=str(CURATION_CONFIG), help="Curation config.")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    output = Path(args.output).resolve()
+    if args.fresh and output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    demo = Demo(output, _localise(Path(args.recipe), output), _localise(Path(args.curation), output))
+    demo.step(1, "data", "Demo data: train and held-out eval splits", demo.make_data)
+    demo.step(2, "curate", "Curation: five-dimension quality scoring, dedup, decontamination", demo.curate)
+    demo.step(3, "init", "Initialise the tiny model and evaluate it before training", demo.init)
+    demo.step(4, "train", "Train: continual pretraining, SFT-1/2/3 (packed), GRPO; evaluate each stage", demo.train)
+    demo.step(5, "card", "Model card and Hub-ready folder", demo.card)
+    demo.step(6, "answer", "Answer questions about a demo PNG and a DICOM file", demo.answer)
+    results = demo.summary()
+    print(f"\nWall time of this run: {time.perf_counter() - start:.0f} s; results in {output / 'results.json'}")
+    return 0 if results.get("goals_met", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

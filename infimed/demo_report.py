@@ -1,0 +1,136 @@
+"""The demo's final summary: a table per stage, `results.json`, a loss curve per stage and the results chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["write_summary"]
+
+KINDS = ("yes_no", "multiple_choice", "open")
+GOAL_MARGIN = 0.20  # issue goal: final held-out accuracy >= chance + 20 points on yes/no and multiple choice
+GOAL_KINDS = ("yes_no", "multiple_choice")
+
+
+def _demo_metrics(out: Path, label: str) -> dict:
+    path = out / "eval" / label / "results.json"
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())["benchmarks"].get("demo", {})
+
+
+def _stage_summaries(train_dir: Path) -> dict[str, dict]:
+    path = train_dir / "recipe_summary.json"
+    if not path.exists():
+        return {}
+    summary = json.loads(path.read_text())
+    stages = summary.get("stages", summary) if isinstance(summary, dict) else summary
+    if isinstance(stages, dict):
+        return stages
+    return {entry["name"]: entry for entry in stages}
+
+
+def _log_history(stage_dir: Path) -> list[dict]:
+    """Trainer log history of a stage: its own trainer_state.json, else the newest checkpoint's."""
+    candidates = [stage_dir / "trainer_state.json"]
+    candidates += sorted(stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))[::-1]
+    for path in candidates:
+        if path.exists():
+            return json.loads(path.read_text()).get("log_history", [])
+    return []
+
+
+def _plot_curves(out: Path, train_dir: Path, stages: list[str]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name in stages:
+        history = _log_history(train_dir / name)
+        key = "loss" if any("loss" in h for h in history) else "reward"
+        points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.plot(*zip(*points), marker=".")
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.set_title(f"{name}: training {key}")
+        fig.tight_layout()
+        path = out / f"curve_{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def _plot_results(out: Path, per_stage: dict, chance: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(per_stage)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels)), 3.5))
+    width = 0.8 / len(KINDS)
+    for k, kind in enumerate(KINDS):
+        values = [per_stage[s]["accuracy"].get(kind, 0.0) for s in labels]
+        ax.bar([i + k * width for i in range(len(labels))], values, width, label=kind)
+        if kind in chance:
+            ax.axhline(chance[kind], linestyle="--", linewidth=0.8, color=f"C{k}")
+    ax.set_xticks([i + width for i in range(len(labels))], labels, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out accuracy (dashed: chance)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=100)
+    plt.close(fig)
+    return "results.png"
+
+
+def write_summary(out: Path, labels: list[str], train_dir: Path, seconds: dict) -> dict:
+    stage_info = _stage_summaries(train_dir)
+    per_stage, chance = {}, {}
+    for label in labels:
+        metrics = _demo_metrics(out, label)
+        by_kind = metrics.get("by_kind", {})
+        chance.update({k: v for k, v in metrics.get("chance", {}).items() if k in KINDS})
+        info = stage_info.get(label, {})
+        per_stage[label] = {
+            "seconds": info.get("seconds"),
+            "packing_efficiency": info.get("packing_efficiency"),
+            "accuracy": {k: by_kind[k]["accuracy"] for k in KINDS if k in by_kind},
+            "overall_accuracy": metrics.get("accuracy"),
+        }
+    final = per_stage[labels[-1]]["accuracy"] if labels else {}
+    goals = {k: final.get(k, 0.0) >= chance.get(k, 1.0) + GOAL_MARGIN for k in GOAL_KINDS}
+    results = {
+        "accuracy": final,
+        "chance_accuracy": chance,
+        "per_stage": per_stage,
+        "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
+        "goal": f"final accuracy >= chance + {GOAL_MARGIN:.2f} on {', '.join(GOAL_KINDS)}",
+        "goals": goals,
+        "goals_met": all(goals.values()),
+    }
+    results["figures"] = _plot_curves(out, train_dir, labels[1:]) + [_plot_results(out, per_stage, chance)]
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    header = "| stage | seconds | packing eff. | " + " | ".join(f"{k} acc (chance)" for k in KINDS) + " |"
+    lines = [header, "|" + "---|" * (3 + len(KINDS))]
+    for label, row in per_stage.items():
+        cells = [f"{pct(row['accuracy'].get(k))} ({pct(chance.get(k))})" for k in KINDS]
+        eff = row["packing_efficiency"]
+        lines.append(f"| {label} | {row['seconds'] if row['seconds'] is not None else '-'} | "
+                     f"{'-' if eff is None else f'{eff:.3f}'} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    (out / "summary.md").write_text(table + "\n")
+    print("\nHeld-out accuracy per question kind (%), chance level in brackets:\n" + table)
+    verdict = "met" if results["goals_met"] else "NOT met"
+    print(f"Goal ({results['goal']}): {verdict} {goals}")
+    return results
