@@ -53,7 +53,9 @@ MODEL_FILE_PATTERNS = (
 # A curated dataset folder (`infimed curate --output DIR`): parquet shards, its card and its reports.
 DATASET_FILE_PATTERNS = ("*.parquet", "*/*.parquet", "*/*/*.parquet", "README.md", "*.json", "LICENSE")
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# Pickled weights (run arbitrary code on load). Other pickles of a training folder (optimizer.pt, rng_state.pth,
+# training_args.bin) are not weights and are simply not uploaded.
+PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "model*.bin", "model*.pt", "model*.pth", "*.ckpt", "consolidated*.pth")
 TOKENIZER_VOCAB_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",))
 # Auto classes a checkpoint of this package must map: TRL and `pipeline("image-text-to-text")` resolve the model
 # class through AutoModelForImageTextToText (shared/DESIGN.md section 3).
@@ -145,10 +147,11 @@ def _safetensors_header(path: Path) -> dict | None:
 
 
 def _check_weights(folder: Path, problems: list[str]) -> None:
-    pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+    pickles = sorted(p.name for p in folder.iterdir()
+                     if p.is_file() and any(fnmatch(p.name, pat) for pat in PICKLE_WEIGHT_PATTERNS))
     if pickles:
         problems.append(
-            f"pickle files {pickles} found: pickles run arbitrary code when loaded and the Hub flags them; save "
+            f"pickle weights {pickles} found: pickles run arbitrary code when loaded and the Hub flags them; save "
             "weights as safetensors (`save_pretrained` does by default) and remove the pickle files from the folder."
         )
     index_path = folder / "model.safetensors.index.json"
