@@ -1,0 +1,124 @@
+"""What every stage type shares: load the previous checkpoint, set the stage's visual tokens and trainable modules,
+build the stage's data mix, save a full checkpoint (LoRA merged), and optionally push it to the Hub.
+
+The SFT stage (`sft_stage.py`) and the GRPO stage use these, so all stages hand over checkpoints the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+__all__ = ["load_stage_model", "load_stage_datasets", "lora_config", "save_stage_output", "push_stage_output"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
+    """Load model + processor from `init_model`; apply the stage's `num_image_tokens` and `trainable` groups.
+
+    Returns `(model, processor, trainable_counts)`.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import infimed  # noqa: F401  (registers the InfiMed Auto classes)
+
+    from .modules import set_trainable
+
+    model = AutoModelForImageTextToText.from_pretrained(
+        init_model, trust_remote_code=recipe.trust_remote_code, dtype=dtype or torch.float32
+    )
+    processor = AutoProcessor.from_pretrained(init_model, trust_remote_code=recipe.trust_remote_code)
+    if stage.num_image_tokens is not None:
+        if hasattr(model.config, "num_image_tokens") and hasattr(processor, "num_image_tokens"):
+            # The stage's resolution lives in the config, so the saved checkpoint generates at it by default.
+            model.config.num_image_tokens = stage.num_image_tokens
+            processor.num_image_tokens = stage.num_image_tokens
+        else:
+            warnings.warn(
+                f"Stage {stage.name!r} sets `num_image_tokens` but {type(model).__name__} has no fixed number of "
+                "visual tokens per image (e.g. dynamic-resolution Qwen2.5-VL); the setting is ignored.",
+                stacklevel=2,
+            )
+    counts = set_trainable(model, stage.trainable)
+    return model, processor, counts
+
+
+def _load_one(spec, seed):
+    import datasets
+
+    if spec.hub_id is not None:
+        return datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
+    path = spec.path
+    if os.path.isdir(path):
+        loaded = datasets.load_from_disk(path)
+        if isinstance(loaded, datasets.DatasetDict):
+            if spec.split not in loaded:
+                raise ValueError(f"{path} has splits {list(loaded)}, not {spec.split!r}.")
+            return loaded[spec.split]
+        return loaded
+    if not os.path.exists(path):
+        raise ValueError(f"Dataset path {path!r} does not exist. Create the demo data with `infimed demo-data "
+                         f"--output {path}` or point the recipe at your data.")
+    ext = os.path.splitext(path)[1].lstrip(".")
+    builder = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}.get(ext)
+    if builder is None:
+        raise ValueError(f"Unsupported data file {path!r}: use a `save_to_disk` folder, .jsonl/.json, .parquet or .csv.")
+    return datasets.load_dataset(builder, data_files=path, split="train")
+
+
+def _training_columns(dataset):
+    """Keep the columns training reads; images stay undecoded so mixing never decodes (or chokes on) them."""
+    import datasets
+
+    keep = [c for c in ("id", "images", "messages", "prompt", "completion", "answer", "kind", "options", "question")
+            if c in dataset.column_names]
+    dataset = dataset.select_columns(keep)
+    if "images" not in dataset.column_names:
+        dataset = dataset.add_column("images", [[] for _ in range(len(dataset))])
+    return dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+
+
+def load_stage_datasets(specs, seed: int):
+    """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`."""
+    from infimed.data.mixing import MixSource, mix_sources
+
+    sources = [MixSource(_training_columns(_load_one(s, seed)), s.label, weight=s.weight, count=s.count)
+               for s in specs]
+    return mix_sources(sources, seed=seed)
+
+
+def lora_config(spec, trainable):
+    """A PEFT `LoraConfig` for the LLM; other trainable groups (e.g. the projector) train fully as modules_to_save."""
+    from peft import LoraConfig
+
+    modules_to_save = []
+    if "projector" in trainable:
+        modules_to_save.append("multi_modal_projector")
+    if "vision" in trainable:
+        modules_to_save.append("vision_tower")
+    return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                      target_modules=spec.target_modules, modules_to_save=modules_to_save or None,
+                      task_type="CAUSAL_LM")
+
+
+def save_stage_output(model, processor, output_dir: str) -> None:
+    """Write a full checkpoint (adapters merged) with its processor to `output_dir`."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+
+
+def push_stage_output(output_dir: str, repo_id: str) -> str:
+    """Upload the stage checkpoint with `infimed.hub.push_model`."""
+    try:
+        from infimed.hub import push_model
+    except ImportError as err:
+        raise ValueError(
+            f"`push_to_hub: {repo_id}` needs `infimed.hub.push_model`, which cannot be imported ({err}). Remove "
+            "`push_to_hub` from the stage, or upload later with `infimed push-model`."
+        ) from err
+    return push_model(output_dir, repo_id=repo_id)
