@@ -97,7 +97,9 @@ def _push(
 
 def _refuse(kind: str, folder: Path, repo_id: str, problems: list[str]) -> None:
     listing = "\n".join(f"  - {p}" for p in problems)
-    raise ValueError(f"Refusing to push {kind} folder {folder} to {repo_id}: it would not load from the Hub.\n{listing}")
+    raise ValueError(
+        f"Refusing to push {kind} folder {folder} to {repo_id}: it would not load from the Hub.\n{listing}"
+    )
 
 
 def push_model(

@@ -143,8 +143,32 @@ def _dataset_label(entry: dict) -> str:
     return f"{Path(source).name if not is_hub_id(source) else source}{split}: {amount}"
 
 
-def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None) -> dict:
-    """Stages of a training recipe YAML (data mix, visual tokens, trainable modules), joined with run summaries."""
+# Names the stage runners use for the same figure (first found wins).
+RUN_KEYS = {
+    "steps": ("steps", "global_step", "max_steps"),
+    "seconds": ("seconds", "train_runtime", "runtime_seconds"),
+    "final_loss": ("final_loss", "train_loss", "loss"),
+    "final_reward": ("final_reward", "reward", "mean_reward"),
+    "packing_efficiency": ("packing_efficiency",),
+}
+
+
+def _run_facts(run: dict) -> dict:
+    out = {}
+    for key, names in RUN_KEYS.items():
+        value = next((run[n] for n in names if isinstance(run.get(n), (int, float))), None)
+        if value is not None:
+            out[key] = round(value, 4) if isinstance(value, float) else value
+    return out
+
+
+def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None, *,
+                 up_to_stage: str | None = None) -> dict:
+    """Stages of a training recipe YAML (data mix, visual tokens, trainable modules), joined with run summaries.
+
+    With `up_to_stage` naming one of the stages (a stage's checkpoint is `OUTPUT/<stage name>`), later stages are
+    left out: they did not shape that checkpoint.
+    """
     recipe_path = Path(recipe_path)
     try:
         recipe = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
@@ -158,7 +182,7 @@ def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None
         if not isinstance(stage, dict):
             raise ValueError(f"{recipe_path}: stage {i} is a {type(stage).__name__}, not a mapping.")
         name = str(stage.get("name", f"stage-{i}"))
-        trainable = stage.get("trainable") or []
+        trainable = stage.get("trainable") or ["projector", "llm"]  # StageSpec's default in training/recipe.py
         run = summary.get(name, {})
         stages.append({
             "name": name,
@@ -167,16 +191,20 @@ def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None
             "hub_datasets": [d.get("hub_id") for d in stage.get("datasets") or []
                              if isinstance(d, dict) and is_hub_id(d.get("hub_id"))],
             "num_image_tokens": stage.get("num_image_tokens", "checkpoint default"),
-            "trainable": ", ".join(trainable) if trainable else "not listed",
+            "trainable": ", ".join(trainable),
             "frozen": ", ".join(m for m in ("vision", "projector", "llm") if m not in trainable) or "none",
             "lora": bool(stage.get("lora")),
             "max_length": stage.get("max_length"),
-            "length": (f"{stage['max_steps']} steps" if stage.get("max_steps")
+            "length": (f"{stage['max_steps']} steps" if (stage.get("max_steps") or 0) > 0
                        else f"{stage.get('epochs', stage.get('num_train_epochs', 1))} epoch(s)"),
             "learning_rate": stage.get("learning_rate", stage.get("lr")),
-            "run": {k: run[k] for k in ("steps", "seconds", "final_loss", "final_reward", "packing_efficiency")
-                    if run.get(k) is not None},
+            "run": _run_facts(run),
         })
+    names = [stage["name"] for stage in stages]
+    skipped = []
+    if up_to_stage in names:
+        cut = names.index(up_to_stage) + 1
+        stages, skipped = stages[:cut], names[cut:]
     model = recipe.get("model")
     return {
         "path": recipe_path.name,
@@ -186,6 +214,8 @@ def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None
         "stages": stages,
         "stage_types": sorted({s["type"] for s in stages}),
         "hub_datasets": sorted({d for s in stages for d in s["hub_datasets"]}),
+        "final_stage": stages[-1]["name"],
+        "skipped_stages": skipped,
     }
 
 
@@ -205,19 +235,36 @@ def eval_facts(results_path: str | Path) -> dict:
                 and isinstance(entry.get("metrics"), list)):
             raise ValueError(f"{results_path}: `model_index` entry {entry!r} needs task.type, dataset.type and a "
                              "metrics list (see the evaluation results contract).")
-    rows = []
+    rows = [
+        {"benchmark": entry["dataset"].get("name", entry["dataset"]["type"]), "split": entry["dataset"].get("split"),
+         "metric": metric.get("name") or metric["type"], "value": metric["value"]}
+        for entry in model_index for metric in entry["metrics"]
+    ]
+    if not rows:  # results without a model_index still show their headline accuracy
+        rows = [{"benchmark": bench, "split": None, "metric": "accuracy", "value": metrics["accuracy"]}
+                for bench, metrics in results["benchmarks"].items()
+                if isinstance(metrics, dict) and isinstance(metrics.get("accuracy"), (int, float))]
+    kinds, counts = [], []
     for bench, metrics in results["benchmarks"].items():
-        for metric, value in (metrics or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                rows.append({"benchmark": bench, "metric": metric, "value": value})
+        if not isinstance(metrics, dict):
+            continue
+        counts.append({"benchmark": bench, "num_items": metrics.get("num_items", "?"),
+                       "unparsed": metrics.get("unparsed", "?")})
+        for kind, group in (metrics.get("by_kind") or {}).items():
+            if isinstance(group, dict) and isinstance(group.get("accuracy"), (int, float)):
+                kinds.append({"benchmark": bench, "kind": kind, "num_items": group.get("num_items", "?"),
+                              "accuracy": group["accuracy"], "chance": group.get("chance")})
     judge = results.get("judge")
     return {
         "path": results_path.name,
         "rows": rows,
+        "kinds": kinds,
+        "counts": counts,
         "model_index": model_index,
         "seed": results.get("seed"),
         "prompt": results.get("prompt") or {},
         "parser": results.get("parser") or {},
         "judge": (judge.get("model") or judge.get("kind") or "configured") if isinstance(judge, dict) else None,
+        "model": results.get("model"),
         "versions": results.get("versions") or {},
     }

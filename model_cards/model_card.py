@@ -80,7 +80,7 @@ def render_model_card(
     checkpoint = checkpoint_facts(model_dir)
     summary_path = Path(recipe_summary) if recipe_summary else _find_recipe_summary(model_dir)
     summary = load_recipe_summary(summary_path)
-    training = recipe_facts(recipe, summary) if recipe else None
+    training = recipe_facts(recipe, summary, up_to_stage=model_dir.resolve().name) if recipe else None
     evaluation = eval_facts(eval_results) if eval_results else None
 
     model_name = repo_id.split("/")[-1] if repo_id else model_dir.resolve().name
