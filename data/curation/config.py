@@ -117,14 +117,16 @@ class JudgeConfig:
 class DedupConfig:
     enabled: bool = _f(True, "Drop duplicate samples (the first occurrence is kept).")
     near_images: bool = _f(True, "Also treat perceptual-hash near-identical images with the same question as duplicates.")
-    hash_size: int = _f(8, "dHash grid side: 8 gives 64-bit hashes, the usual size for near-duplicate search.")
-    max_hamming: int = _f(4, "Largest hash distance for 'near': re-encoding and resizing flip a few of 64 bits.")
+    hash_size: int = _f(16, "dHash grid side (16 -> 256-bit hashes). The common 8 x 8 hash is useless on medical "
+                            "images: distinct radiographs look alike at that scale (every demo image hashed the same).")
+    max_hamming: int = _f(8, "Largest distance (of 256 bits) for 'near': JPEG re-encoding or 2x resizing of demo "
+                             "radiographs flipped <= 9 bits at the 90th percentile, distinct ones differ by >= 9.")
 
 
 @dataclass
 class DecontaminationConfig:
     benchmarks: list = _f([], "Evaluation sets (same keys as `sources`) whose images/questions must not be trained on.")
-    max_hamming: int = _f(4, "Perceptual-hash distance for an image match (see `dedup.max_hamming`).")
+    max_hamming: int = _f(8, "Perceptual-hash distance for an image match (hash size from `dedup.hash_size`).")
     min_question_words: int = _f(8, "Question-only matches count for questions of at least this many words (or any "
                                     "text-only sample): short VQA questions recur across unrelated images.")
 

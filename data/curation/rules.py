@@ -159,22 +159,30 @@ def text_checks(row: dict, rules: TextRules) -> dict[str, float]:
         for kind, pattern in _IDENTIFIER_PATTERNS.items():
             if pattern.search(joined):
                 checks[f"identifier_{kind}"] = 0.0
-    words = lowered.split()
-    if len(words) >= 20 and len(set(words)) / len(words) < 0.3:  # 20 words: shorter texts repeat naturally
-        checks["repetitive"] = SOFT_ISSUE_SCORE
+    for text in (question, answer):  # each field alone: the messages repeat them, which is not repetition
+        words = text.lower().split()
+        if len(words) >= 20 and len(set(words)) / len(words) < 0.3:  # 20 words: shorter texts repeat naturally
+            checks["repetitive"] = SOFT_ISSUE_SCORE
     return checks
 
 
 def answer_checks(row: dict, n_images: int, rules: AnswerRules) -> dict[str, float]:
+    structure: dict[str, float] = {}  # merged last, so an answer problem is named first among equal scores
+    messages = row.get("messages")
+    if count_placeholders(messages) != n_images:
+        structure["placeholder_image_mismatch"] = 0.0
+    turns = message_texts(messages)
+    if not turns or turns[-1][0] != "assistant" or not isinstance(turns[-1][1], str) or not turns[-1][1].strip():
+        structure["no_assistant_answer"] = 0.0
+    checks = _answer_content_checks(row, turns, "no_assistant_answer" in structure, rules)
+    checks.update({k: v for k, v in structure.items() if k not in checks})
+    return checks
+
+
+def _answer_content_checks(row: dict, turns: list, no_final_turn: bool, rules: AnswerRules) -> dict[str, float]:
     from infimed.data.converters.records import KINDS, LETTERS, normalize_yes_no
 
     checks: dict[str, float] = {}
-    messages = row.get("messages")
-    if count_placeholders(messages) != n_images:
-        checks["placeholder_image_mismatch"] = 0.0
-    turns = message_texts(messages)
-    if not turns or turns[-1][0] != "assistant" or not isinstance(turns[-1][1], str) or not turns[-1][1].strip():
-        checks["no_assistant_answer"] = 0.0
     kind, answer, options, question = row.get("kind"), row.get("answer"), row.get("options"), row.get("question")
     if kind not in KINDS:
         checks["unknown_kind"] = 0.0
@@ -198,15 +206,16 @@ def answer_checks(row: dict, n_images: int, rules: AnswerRules) -> dict[str, flo
     if isinstance(question, str):
         if _LEAK.search(question):
             checks["answer_leak"] = 0.0
-        norm_answer = " ".join(answer.lower().split())
-        if kind == "open" and len(norm_answer) >= rules.min_leak_chars and re.search(
-            rf"\b{re.escape(norm_answer)}\b", " ".join(question.lower().split())
+        norm_answer, norm_question = " ".join(answer.lower().split()), " ".join(question.lower().split())
+        # "Is it bright or dark?" offers its answer by design; only questions without alternatives can leak it.
+        if kind == "open" and len(norm_answer) >= rules.min_leak_chars and " or " not in norm_question and re.search(
+            rf"\b{re.escape(norm_answer)}\b", norm_question
         ):
             checks["answer_in_question"] = SOFT_ISSUE_SCORE
     multi_turn = sum(1 for role, _ in turns if role == "assistant") > 1
     if kind == "open" and not multi_turn and len(answer.split()) > rules.max_open_answer_words:
         checks["open_answer_unverifiable"] = SOFT_ISSUE_SCORE
-    if kind in ("yes_no", "multiple_choice") and not multi_turn and turns and "no_assistant_answer" not in checks:
+    if kind in ("yes_no", "multiple_choice") and not multi_turn and turns and not no_final_turn:
         checks.update(_final_turn_agrees(turns[-1][1], answer, kind, options))
     return checks
 
