@@ -2,6 +2,11 @@
 
 Client steps run in subprocesses because `huggingface_hub` reads HF_ENDPOINT at import time. The model is loaded back
 in a process where `infimed` cannot be imported (`python -I` plus a meta-path blocker), as a Hub user would load it.
+
+To run the client side with another huggingface_hub (e.g. 1.33, the GPU image's version), install it into a folder
+and point `INFIMED_TEST_HF_HUB_PATH` at it:
+    pip install --no-deps --target /tmp/hh133 huggingface_hub==1.33.0 httpx==0.28.1 httpcore==1.0.9
+    INFIMED_TEST_HF_HUB_PATH=/tmp/hh133 pytest tests/test_hub.py
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def client_env(hub: HubServer, home: Path, token: str | None = FAKE_TOKEN) -> di
                TOKENIZERS_PARALLELISM="false")
     if token is not None:
         env["HF_TOKEN"] = token
+    if os.environ.get("INFIMED_TEST_HF_HUB_PATH"):
+        env["PYTHONPATH"] = os.environ["INFIMED_TEST_HF_HUB_PATH"]
     return env
 
 
@@ -39,7 +46,9 @@ def run_cli(env: dict, *commands: list[str], cwd: Path) -> tuple[list[int], str]
     """Run several `infimed` commands in ONE fresh process (imports dominate the cost); return exit codes and log."""
     script = textwrap.dedent("""
         import json, sys
+        import huggingface_hub
         from infimed.cli import main
+        print("HF_HUB_VERSION", huggingface_hub.__version__)
         print("EXIT_CODES", json.dumps([main(argv) for argv in json.loads(sys.argv[1])]))
     """)
     proc = subprocess.run([sys.executable, "-c", script, json.dumps([list(c) for c in commands])], env=env, cwd=cwd,
@@ -51,7 +60,10 @@ def run_cli(env: dict, *commands: list[str], cwd: Path) -> tuple[list[int], str]
 
 
 ISOLATED_PRELUDE = textwrap.dedent("""
-    import importlib.abc, sys
+    import importlib.abc, os, sys
+
+    if os.environ.get("INFIMED_TEST_HF_HUB_PATH"):  # -I ignores PYTHONPATH
+        sys.path.insert(0, os.environ["INFIMED_TEST_HF_HUB_PATH"])
 
     class BlockInfimed(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
