@@ -61,6 +61,10 @@ class DatasetSpec:
     weight: float | None = field(default=None, metadata={"help": "Share of the mix (proportions across sources)."})
     count: int | None = field(default=None, metadata={"help": "Exact number of samples to take."})
     name: str | None = field(default=None, metadata={"help": "Label in reports; defaults to the path or id."})
+    where: dict[str, Any] | None = field(
+        default=None,
+        metadata={"help": "Keep rows whose column equals a value or is in a list, e.g. `{kind: [caption]}`."},
+    )
 
     def __post_init__(self):
         if (self.path is None) == (self.hub_id is None):

@@ -81,12 +81,29 @@ def _training_columns(dataset):
     return dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
 
 
+def _where(dataset, where: dict | None, label: str):
+    if not where:
+        return dataset
+    missing = sorted(set(where) - set(dataset.column_names))
+    if missing:
+        raise ValueError(f"Dataset {label!r}: `where` names column(s) {missing} it does not have "
+                         f"(columns: {dataset.column_names}).")
+    wanted = {col: set(v) if isinstance(v, (list, tuple)) else {v} for col, v in where.items()}
+    columns = list(wanted)
+    return dataset.filter(lambda *values: all(v in wanted[c] for c, v in zip(columns, values)),
+                          input_columns=columns, desc=f"Selecting {label}")
+
+
 def load_stage_datasets(specs, seed: int):
     """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`."""
     from infimed.data.mixing import MixSource, mix_sources
 
-    sources = [MixSource(_training_columns(_load_one(s, seed)), s.label, weight=s.weight, count=s.count)
-               for s in specs]
+    sources = []
+    for i, spec in enumerate(specs):
+        dataset = _where(_load_one(spec, seed), spec.where, spec.label)
+        # mix_sources needs unique names; two selections of one folder get their position appended
+        name = spec.label if sum(s.label == spec.label for s in specs) == 1 else f"{spec.label}#{i}"
+        sources.append(MixSource(_training_columns(dataset), name, weight=spec.weight, count=spec.count))
     return mix_sources(sources, seed=seed)
 
 
