@@ -130,7 +130,8 @@ class _ShardWriter:
         if not self.buffer and not force:
             return
         path = self.dir / f"train-{len(self.paths):05d}.parquet"
-        datasets.Dataset.from_list(self.buffer, features=self.features).to_parquet(str(path))
+        columns = {name: [r[name] for r in self.buffer] for name in self.features}  # from_dict: keeps columns at 0 rows
+        datasets.Dataset.from_dict(columns, features=self.features).to_parquet(str(path))
         self.paths.append(path)
         self.buffer = []
 
