@@ -247,11 +247,13 @@ def test_private_repo_branch_and_auth(hub, model_round_trip, tmp_path):
     assert codes == [0], log
     assert hub.repos[("model", repo)].private
     assert "config.json" in hub.files(repo, revision="v1") and "config.json" not in hub.files(repo)
+    # Without a token: the private repo is invisible, and nothing can be created.
     anonymous = client_env(hub, tmp_path / "anon", token=None)
-    proc = subprocess.run([sys.executable, "-m", "infimed.cli", "pull", repo, "--local-dir", str(tmp_path / "x"),
-                           "--revision", "v1"], env=anonymous, cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode != 0 and "RepositoryNotFound" in proc.stderr
-    assert not (tmp_path / "x" / "config.json").exists()
+    codes, log = run_cli(anonymous, ["pull", repo, "--local-dir", str(tmp_path / "x"), "--revision", "v1"],
+                         ["push-model", str(source), "--repo", "infimed-test/anonymous"], cwd=tmp_path)
+    assert codes == [1, 1], log
+    assert "error: RepositoryNotFoundError" in log and "error: HfHubHTTPError" in log and "401" in log
+    assert not (tmp_path / "x" / "config.json").exists() and ("model", "infimed-test/anonymous") not in hub.repos
 
 
 def test_refused_folder_sends_nothing(hub, tmp_path):

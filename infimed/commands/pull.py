@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 __all__ = ["add_arguments", "main"]
 
@@ -21,8 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from huggingface_hub.errors import HfHubHTTPError
+
     from infimed.hub import pull
 
-    path = pull(args.repo, args.local_dir, revision=args.revision, repo_type=args.repo_type)
+    try:
+        path = pull(args.repo, args.local_dir, revision=args.revision, repo_type=args.repo_type)
+    except (HfHubHTTPError, ValueError) as err:  # not found / no access / bad revision: one clear line, no traceback
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     print(f"Pulled {args.repo} into {path}")
     return 0

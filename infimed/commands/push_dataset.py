@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from huggingface_hub.errors import HfHubHTTPError
+
     from infimed.hub import push_dataset
 
     try:
@@ -32,6 +34,9 @@ def main(args: argparse.Namespace) -> int:
                            commit_message=args.commit_message)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except HfHubHTTPError as err:  # no access to the namespace, bad token, server error
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     print(f"Pushed {args.folder} to dataset {args.repo}: {url}")
     return 0
