@@ -121,13 +121,17 @@ def _check_code(folder: Path, modules: set[str], problems: list[str]) -> None:
             problems.append(f"code file {path.name} does not parse ({err}); it must be valid Python source.")
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level > 0 and node.module:
-                todo.append(node.module)
-            elif isinstance(node, ast.ImportFrom) and node.level > 0:
-                todo.extend(alias.name for alias in node.names)
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            if any(name == "infimed" or name.startswith("infimed.") for name in names):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                # `from .x import y` needs x.py; `from . import x` needs x.py
+                todo.extend([node.module] if node.module else [alias.name for alias in node.names])
+                continue
+            if isinstance(node, ast.ImportFrom):
+                absolute = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                absolute = [alias.name for alias in node.names]
+            else:
+                continue
+            if any(name == "infimed" or name.startswith("infimed.") for name in absolute):
                 problems.append(
                     f"code file {path.name} imports `infimed` (line {node.lineno}), which people loading the model "
                     "with `trust_remote_code=True` do not have; remote code must import its siblings relatively."
@@ -245,7 +249,7 @@ def check_model_folder(folder: str | Path) -> list[str]:
     readme = folder / "README.md"
     if readme.is_file():
         problems.extend(_check_card(readme, "model"))
-    return problems
+    return list(dict.fromkeys(problems))  # a code file reached from both model and processor is reported once
 
 
 def _check_card(readme: Path, repo_type: str) -> list[str]:
