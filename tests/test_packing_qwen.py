@@ -10,8 +10,8 @@ from infimed.training.sft_trainer import find_rope_index_fn
 IMAGE, VSTART, VEND = 120, 122, 123
 
 
-@pytest.fixture(scope="module")
-def qwen():
+def build_tiny_qwen():
+    """A seeded fp32 2-layer Qwen2.5-VL and a matching PIL image processor (16-32 px images), built offline."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -32,6 +32,11 @@ def qwen():
     image_processor = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
                                                min_pixels=64, max_pixels=512)
     return model, image_processor
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    return build_tiny_qwen()
 
 
 def _sample(rng, image_processor, sizes, prompt_len, answer_len):
