@@ -231,3 +231,29 @@ def test_cli_and_config_errors(data_dir, tmp_path):
         CurationConfig.from_dict({"sources": [{"path": data_dir, "format": "slake", "source": "x"}]})
     with pytest.raises(ValueError, match="base_url"):
         CurationConfig.from_dict({"sources": [{"path": data_dir}], "judge": {"enabled": True, "model": "m"}})
+
+
+def test_streamed_parquet_source_matches(data_dir, baseline, tmp_path):
+    out, report = baseline
+    parquet_dir = tmp_path / "parquet"
+    parquet_dir.mkdir()
+    datasets.load_from_disk(data_dir)["train"].to_parquet(str(parquet_dir / "train-00000-of-00001.parquet"))
+    config = _config(data_dir, streaming=True, chunk_size=5,
+                     sources=[{"name": "unit", "path": str(parquet_dir), "split": "train"}])
+    streamed = run_curation(config, tmp_path / "out", progress=lambda _: None)
+    assert streamed["dropped_by_reason"] == report["dropped_by_reason"] and streamed["kept"] == report["kept"]
+
+
+def test_converter_source_in_config(tmp_path):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures", "converters"))
+    import schemas
+
+    source = schemas.write_pmc_vqa(tmp_path / "pmc")
+    config = CurationConfig.from_dict({"sources": [{"name": "pmc", "format": "pmc_vqa", "source": source,
+                                                    "split": "test_2", "license": "cc-by-sa-4.0"}]})
+    report = run_curation(config, tmp_path / "out", progress=lambda _: None)
+    # fixture figures are 16 px gradients: scored low on resolution (0.25) and dropped with that reason
+    assert report["input"] == 2 and report["dropped_by_reason"] == {"image_quality:low_resolution": 2}

@@ -25,7 +25,7 @@ def undecoded_images(ds):
     """Keep ``Image`` columns as ``{"bytes", "path"}`` dicts: decoding happens later, per sample, with error capture."""
     import datasets
 
-    for name, feature in ds.features.items():
+    for name, feature in (ds.features or {}).items():  # streamed datasets may not know their features
         if isinstance(feature, datasets.Image) and feature.decode:
             ds = ds.cast_column(name, datasets.Image(decode=False))
         elif isinstance(feature, (datasets.Sequence, datasets.List)) and isinstance(feature.feature, datasets.Image):
@@ -40,15 +40,16 @@ def _pick_split_files(files: list[Path], split: str | None) -> list[Path]:
     return matching or files
 
 
-def load_table(source: str, split: str | None = None, *, config: str | None = None):
+def load_table(source: str, split: str | None = None, *, config: str | None = None, streaming: bool = False):
     """A ``datasets.Dataset`` from a Hub id (``load_dataset(source, config, split=split)``), a ``save_to_disk`` folder,
     a folder of parquet/json/csv files (files named ``<split>-*`` or under ``<split>/`` preferred), or one such file.
-    Image columns stay undecoded (see ``undecoded_images``)."""
+    Image columns stay undecoded (see ``undecoded_images``). ``streaming=True`` returns an ``IterableDataset`` for Hub
+    ids and data files (a ``save_to_disk`` folder is memory-mapped anyway)."""
     import datasets
 
     path = Path(source).expanduser()
     if not path.exists():
-        ds = datasets.load_dataset(source, config, split=split or "train")
+        ds = datasets.load_dataset(source, config, split=split or "train", streaming=streaming)
         return undecoded_images(ds)
     if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
         loaded = datasets.load_from_disk(str(path))
@@ -68,7 +69,7 @@ def load_table(source: str, split: str | None = None, *, config: str | None = No
     builders = {_TABLE_SUFFIXES.get(f.suffix) for f in files}
     if len(builders) != 1 or None in builders:
         raise ValueError(f"Mixed or unsupported table formats under {source}: {[f.name for f in files][:5]}.")
-    ds = datasets.load_dataset(builders.pop(), data_files=[str(f) for f in files], split="train")
+    ds = datasets.load_dataset(builders.pop(), data_files=[str(f) for f in files], split="train", streaming=streaming)
     return undecoded_images(ds)
 
 

@@ -162,7 +162,8 @@ class CurationConfig:
     num_proc: int = _f(1, "Worker processes for rule scoring (image decoding dominates; use the core count).")
     chunk_size: int = _f(1000, "Rows read, scored and written per step: bounds memory for large or streamed sources.")
     shard_size: int = _f(5000, "Rows per output parquet shard.")
-    streaming: bool = _f(False, "Read Hub sources with `streaming=True` (never materialised in full).")
+    streaming: bool = _f(False, "Stream Hub ids and parquet/json/csv sources (`datasets` streaming): rows are read "
+                                "chunk by chunk and never materialised in full, not even in the local cache.")
 
     DEFAULT_THRESHOLD = 0.5  # rubric >= 3 for model dims; soft rule issues (0.6) flag without dropping
 

@@ -35,10 +35,8 @@ logger = logging.getLogger(__name__)
 
 def iter_source_rows(src: SourceConfig, chunk_size: int, streaming: bool = False) -> Iterator[list[dict]]:
     """Chunks of training-format rows of one source (images left undecoded)."""
-    import datasets
-
     from infimed.data.converters import READERS, to_training_example
-    from infimed.data.converters.sources import load_table, undecoded_images
+    from infimed.data.converters.sources import load_table
 
     if src.format:
         if src.format not in READERS:
@@ -47,10 +45,7 @@ def iter_source_rows(src: SourceConfig, chunk_size: int, streaming: bool = False
         for start in range(0, len(records), chunk_size):
             yield [to_training_example(r, src.name) for r in records[start : start + chunk_size]]
         return
-    if src.path:
-        table = load_table(src.path, src.split)
-    else:
-        table = undecoded_images(datasets.load_dataset(src.hub_id, split=src.split or "train", streaming=streaming))
+    table = load_table(src.path or src.hub_id, src.split, streaming=streaming)
     seen = 0
     for batch in table.iter(batch_size=chunk_size):
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
