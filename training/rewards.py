@@ -26,6 +26,7 @@ __all__ = [
     "REWARD_FUNCS",
     "SCORED_KINDS",
     "accuracy_reward",
+    "add_format_instruction",
     "build_reward_funcs",
     "completion_text",
     "format_reward",
@@ -91,6 +92,21 @@ def format_reward(completions: Sequence[Any], **kwargs) -> list[float]:
     [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     """
     return [1.0 if _FORMAT_RE.match(completion_text(c)) else 0.0 for c in completions]
+
+
+def add_format_instruction(user_message: dict, instruction: str = ANSWER_FORMAT_INSTRUCTION) -> dict:
+    """A copy of a TRL-style user turn with ``instruction`` appended as a last text block (no-op if empty).
+
+    >>> add_format_instruction({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}, "Fmt.")
+    {'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'Q?'}, {'type': 'text', 'text': '\\nFmt.'}]}
+    """
+    content = user_message.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    content = [dict(block) for block in (content or [])]
+    if instruction:
+        content.append({"type": "text", "text": "\n" + instruction})
+    return {**user_message, "content": content}
 
 
 def _column(kwargs: dict, name: str, n: int, default: Any = None) -> list:
