@@ -208,6 +208,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.hub.token is None or auth == f"Bearer {self.hub.token}"
 
     def _body(self) -> bytes:
+        return self._raw
+
+    def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
@@ -241,6 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         authorized = self._authorized()
         self.hub.requests.append((self.command, path, authorized))
+        # Read the whole body first: an error answered before reading it would leave its bytes on the kept-alive
+        # connection, to be parsed as the next request.
+        self._raw = self._read_body() if self.command in ("POST", "PUT") else b""
         try:
             for method, pattern, handler in ROUTES:
                 match = re.fullmatch(pattern, path)
