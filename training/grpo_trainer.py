@@ -11,7 +11,7 @@ What it adds to TRL, and nothing else:
 - a reference model copied from the policy instance in memory (TRL reloads it from ``config._name_or_path``, which
   a model built from a config, or changed since loading, does not have).
 
-    from infimed.training import InfiMedGRPOConfig, InfiMedGRPOTrainer
+    from infimed.training.grpo_trainer import InfiMedGRPOConfig, InfiMedGRPOTrainer
     args = InfiMedGRPOConfig(output_dir="runs/grpo", num_generations=4, max_completion_length=64)
     trainer = InfiMedGRPOTrainer(model, args=args, train_dataset=demo["train"], processing_class=processor)
     trainer.train()
@@ -34,7 +34,7 @@ from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 from infimed.training.grpo_config import InfiMedGRPOConfig
 from infimed.training.rewards import add_format_instruction, build_reward_funcs
 
-__all__ = ["InfiMedGRPOTrainer", "prepare_grpo_dataset"]
+__all__ = ["InfiMedGRPOConfig", "InfiMedGRPOTrainer", "prepare_grpo_dataset"]
 
 logger = logging.getLogger(__name__)
 
