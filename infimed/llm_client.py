@@ -342,11 +342,14 @@ class LocalChatClient(ChatClient):
                 ]
             texts.append(self.processor.apply_chat_template(trl_messages, tokenize=False, add_generation_prompt=True))
             images.extend(imgs)
-        tokenizer.padding_side = "left"  # decoder-only generation continues from the right end of every row
-        if multimodal:
-            inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
-        else:
-            inputs = tokenizer(texts, return_tensors="pt", padding=True)
+        previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues at the right end
+        try:
+            if multimodal:
+                inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+            else:
+                inputs = tokenizer(texts, return_tensors="pt", padding=True)
+        finally:
+            tokenizer.padding_side = previous_side  # the caller's processor is left as it was given
         gen_kwargs = {"max_new_tokens": params.get("max_tokens", self.max_new_tokens)}
         temperature = params.get("temperature", 0.0)
         gen_kwargs.update({"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False})

@@ -123,3 +123,22 @@ def test_malformed_messages_do_not_crash():
     bad["messages"] = "not a list"
     result = _score(bad)
     assert result.scores["answer_validity"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "field, value, dimension",
+    [
+        ("options", "A,B", "answer_validity"),
+        ("images", "scan.png", "image_quality"),
+        ("images", [None], "image_quality"),
+        ("messages", None, "answer_validity"),
+        ("answer", 5, "answer_validity"),
+        ("question", None, "text_quality"),
+        ("question", b"bytes", "text_quality"),
+    ],
+)
+def test_wrong_types_are_scored_zero_not_raised(field, value, dimension):
+    bad = row("typed", noise_png(9))
+    bad[field] = value
+    result = _score(bad)
+    assert result.scores[dimension] == 0.0 and any(f.startswith(f"{dimension}:") for f in result.flags)

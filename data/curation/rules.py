@@ -192,6 +192,9 @@ def _answer_content_checks(row: dict, turns: list, no_final_turn: bool, rules: A
 
     checks: dict[str, float] = {}
     kind, answer, options, question = row.get("kind"), row.get("answer"), row.get("options"), row.get("question")
+    if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
+        checks["options_not_a_list_of_text"] = 0.0
+        options = None
     if kind not in KINDS:
         checks["unknown_kind"] = 0.0
         return checks
