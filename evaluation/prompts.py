@@ -29,7 +29,10 @@ from .answers import option_letters
 if TYPE_CHECKING:
     from .items import EvalItem
 
-__all__ = ["INSTRUCTIONS", "OPTION_FORMATS", "PROMPT_TYPES", "TEMPLATE_NAME", "build_prompt", "template_identity"]
+__all__ = [
+    "DATASET_REASONING_SUFFIX", "INSTRUCTIONS", "OPTION_FORMATS", "PROMPT_TYPES", "TEMPLATE_NAME", "build_prompt",
+    "template_identity",
+]
 
 TEMPLATE_NAME = "medevalkit"
 # Bumped whenever a sentence or layout below changes, so two result files with equal identity used equal prompts.
@@ -64,6 +67,9 @@ INSTRUCTIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("zh", "open_ended"): ("请简要回答该问题。", "请简要回答该问题，并将答案放在一个'\\boxed{}'中。"),
 }
 
+# Appended to a dataset's own prompt (prompt type "dataset") in reasoning mode; MedEvalKit has no such prompt type.
+DATASET_REASONING_SUFFIX = '\nPut the final answer in one "\\boxed{}".'
+
 # How an option line is written: "A. text" (OmniMedVQA, MedXpertQA, text benchmarks), "(A) text" (MMMU), or the
 # source's own strings untouched ("raw", PMC-VQA whose CSV cells already read "A:text").
 OPTION_FORMATS = {"dot": "{letter}. {text}", "paren": "({letter}) {text}", "raw": "{raw}"}
@@ -86,9 +92,7 @@ def build_prompt(item: EvalItem, reasoning: bool = False) -> str:
     """The user text for ``item`` (without image placeholders: images are separate message parts)."""
     question = item.question if not item.context else f"{item.context}\n{item.question}"
     if item.prompt_type == "dataset":
-        if reasoning:
-            return f"{question}\nPut the final answer in one \"\\boxed{{}}\"."
-        return question
+        return question + DATASET_REASONING_SUFFIX if reasoning else question
     instruction = _instruction(item.lang, item.prompt_type, reasoning)
     if item.prompt_type != "multiple_choice":
         return f"{question}\n{instruction}"
@@ -105,7 +109,8 @@ def build_prompt(item: EvalItem, reasoning: bool = False) -> str:
 def template_identity(reasoning: bool, system_prompt: str | None) -> dict:
     """What ``results.json`` records about the prompt: name, version, mode, system prompt and a content hash."""
     payload = json.dumps(
-        {"instructions": {f"{k[0]}/{k[1]}": v for k, v in INSTRUCTIONS.items()}, "options": OPTION_FORMATS},
+        {"instructions": {f"{k[0]}/{k[1]}": v for k, v in INSTRUCTIONS.items()}, "options": OPTION_FORMATS,
+         "dataset_reasoning": DATASET_REASONING_SUFFIX},
         sort_keys=True,
         ensure_ascii=False,
     )

@@ -27,7 +27,7 @@ from typing import Any
 from .benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names
 from .generation import GenerationOptions, GenerationRequest, PredictionCache, batched_generate, model_fingerprint
 from .items import EvalItem
-from .prompts import build_prompt, template_identity
+from .prompts import DATASET_REASONING_SUFFIX, build_prompt, template_identity
 from .scoring import aggregate_metrics, score_item
 
 __all__ = ["EvalConfig", "build_messages", "read_predictions", "run_evaluation"]
@@ -75,10 +75,9 @@ def build_messages(item: EvalItem, reasoning: bool, system_prompt: str | None) -
         prompt = "\n".join(p.get("text", "") for m in messages if isinstance(m["content"], list)
                            for p in m["content"] if p.get("type") == "text")
         if reasoning:
-            suffix = build_prompt(item, True)[len(item.question):]
             last = messages[-1]
-            messages[-1] = {**last, "content": [*last["content"], {"type": "text", "text": suffix}]}
-            prompt += suffix
+            messages[-1] = {**last, "content": [*last["content"], {"type": "text", "text": DATASET_REASONING_SUFFIX}]}
+            prompt += DATASET_REASONING_SUFFIX
     else:
         prompt = build_prompt(item, reasoning)
         content = [{"type": "image"} for _ in item.images] + [{"type": "text", "text": prompt}]
@@ -143,12 +142,15 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
     from . import judge as judge_lib
     from .report import markdown_table, model_index, plot_results
 
-    random.seed(config.seed)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     given = read_predictions(config.predictions) if config.predictions else None
     if given is None and model is None:
         model, processor = _load_model(config)
+    if given is None:
+        from transformers import set_seed
+
+        set_seed(config.seed)  # greedy decoding draws nothing; seeded anyway so any sampling model code is repeatable
     if judge_client is None and config.judge_base_url:
         judge_client = _judge_client(config, output / "judge_cache")
     model_name = config.model or f"predictions:{Path(config.predictions).name}"
