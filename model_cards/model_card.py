@@ -45,11 +45,13 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _find_recipe_summary(model_dir: Path) -> Path | None:
-    """The recipe runner writes OUTPUT/recipe_summary.json and each stage's checkpoint to OUTPUT/<stage>."""
-    for candidate in (model_dir / "recipe_summary.json", model_dir.parent / "recipe_summary.json"):
-        if candidate.is_file():
-            return candidate
+def _find_run_file(model_dir: Path, *names: str) -> Path | None:
+    """The recipe runner writes OUTPUT/recipe_summary.json and each stage's checkpoint to OUTPUT/<stage>, so run
+    files sit in the checkpoint folder or one level up."""
+    for folder in (model_dir, model_dir.parent):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
     return None
 
 
@@ -70,7 +72,8 @@ def render_model_card(
     Args:
         eval_results: an `infimed eval` results.json; its `model_index` becomes the card's `model-index`.
         recipe: the recipe YAML that trained the checkpoint (stages, data mix, visual tokens, trainable modules).
-        recipe_summary: the runner's recipe_summary.json; found next to or above `model_dir` when not given.
+        recipe_summary: the runner's recipe_summary.json; found next to or above `model_dir` when not given. A
+            `recipe.yaml` beside it is used when `recipe` is not given.
         repo_id: the Hub id the card will live under (used in the loading example; else the folder path).
         base_model / datasets / tags: added to what the recipe and the config reveal.
     """
@@ -78,8 +81,14 @@ def render_model_card(
 
     model_dir = Path(model_dir)
     checkpoint = checkpoint_facts(model_dir)
-    summary_path = Path(recipe_summary) if recipe_summary else _find_recipe_summary(model_dir)
+    summary_path = Path(recipe_summary) if recipe_summary else _find_run_file(model_dir, "recipe_summary.json")
     summary = load_recipe_summary(summary_path)
+    if recipe is None and summary_path is not None:
+        # a copy of the recipe kept with the run's outputs documents the stages of e.g. a `push_to_hub` stage push
+        recipe = next((p for p in (summary_path.with_name("recipe.yaml"), summary_path.with_name("recipe.yml"))
+                       if p.is_file()), None)
+        if recipe is not None:
+            logger.info("Using the recipe %s found next to %s", recipe, summary_path)
     training = recipe_facts(recipe, summary, up_to_stage=model_dir.resolve().name) if recipe else None
     evaluation = eval_facts(eval_results) if eval_results else None
 

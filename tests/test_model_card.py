@@ -146,6 +146,10 @@ def test_stage_checkpoint_card_leaves_out_later_stages(run_dir):
 def test_summary_without_recipe_is_still_stated(run_dir):
     training = sections(str(render_model_card(run_dir / "run" / "grpo")))["Training"]
     assert "pretrain, sft-1, grpo" in training and "--recipe" in training
+    # a copy of the recipe kept in the run's output folder is picked up (cards of `push_to_hub` stage pushes)
+    shutil.copy(run_dir / "recipe.yaml", run_dir / "run" / "recipe.yaml")
+    training = sections(str(render_model_card(run_dir / "run" / "sft-1")))["Training"]
+    assert "| sft-1 | sft |" in training and "| 30 | 61.0 | 1.2 |" in training
 
 
 @pytest.mark.parametrize(
