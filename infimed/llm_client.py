@@ -156,8 +156,9 @@ class OpenAIChatClient(ChatClient):
         base_url: endpoint root including the version, e.g. ``http://localhost:8000/v1``.
         model: model name the server expects.
         api_key_env: environment variable holding the key; unset means no ``Authorization`` header (local servers).
-        max_retries: retries after the first attempt for connection errors and retryable statuses.
-        timeout: seconds per HTTP attempt.
+        max_retries: retries after the first attempt for connection errors and retryable statuses; 3 with 0.5/1/2 s
+            back-off rides out a short overload but gives up on a dead endpoint within seconds.
+        timeout: seconds per HTTP attempt; 60 covers a large judge writing a few hundred tokens under load.
         cache_dir: folder for the answer cache (``None``: no cache).
         max_concurrency: requests in flight at once; 8 keeps a single vLLM/TGI replica busy without queueing storms.
         **default_params: sampling parameters sent with every request (``temperature``, ``max_tokens``, ...).

@@ -79,8 +79,9 @@ class ImageRules:
 @dataclass
 class TextRules:
     min_question_chars: int = _f(3, "Shortest acceptable question (VQA questions such as 'CT?' are 3 chars).")
-    max_question_chars: int = _f(8000, "Longest question; long clinical vignettes and PubMedQA contexts fit.")
-    max_answer_chars: int = _f(8000, "Longest answer; radiology reports and captions fit.")
+    max_question_chars: int = _f(8000, "Longest question: MedXpertQA vignettes and PubMedQA contexts (a few thousand "
+                                       "characters) fit; longer is almost always a scraping error.")
+    max_answer_chars: int = _f(8000, "Longest answer: full radiology reports (typically < 3000 characters) fit.")
     languages: list = _f(["en", "zh"], "Allowed question languages by script (en = Latin, zh = CJK); [] allows any.")
     check_identifiers: bool = _f(True, "Drop text with e-mail addresses, phone, social-security or record numbers.")
     boilerplate: list = _f(["lorem ipsum", "as an ai language model", "click here", "all rights reserved",
@@ -103,10 +104,13 @@ class JudgeConfig:
     api_key_env: str = _f("OPENAI_API_KEY", "Environment variable with the API key (unset: no key sent).")
     dimensions: list = _f(list(MODEL_DIMENSIONS), "Model-scored dimensions to ask the judge for.")
     cache_dir: str | None = _f(None, "Answer cache folder (content-hash keyed); default OUTPUT/judge_cache.")
-    max_concurrency: int = _f(8, "Requests in flight (openai backend).")
+    max_concurrency: int = _f(8, "Requests in flight (openai backend); 8 keeps one vLLM/TGI replica's batch full "
+                                 "without tripping hosted APIs' per-key rate limits.")
     batch_size: int = _f(64, "Samples handed to the client per call; bounds memory of inline images.")
-    max_retries: int = _f(3, "Retries per request for connection errors and 429/5xx.")
-    timeout: float = _f(60.0, "Seconds per HTTP attempt.")
+    max_retries: int = _f(3, "Retries per request for connection errors and 429/5xx; with 0.5/1/2 s back-off, 3 "
+                             "rides out a short overload and still fails a dead endpoint within seconds.")
+    timeout: float = _f(60.0, "Seconds per HTTP attempt: a 72B judge answering ~100 tokens under load takes well "
+                              "under a minute; longer means the request is stuck.")
     max_new_tokens: int = _f(128, "Judge answer budget; the JSON verdict needs well under 100 tokens.")
     max_image_side: int = _f(512, "Images are downscaled to this side before sending, bounding request size.")
     on_failure: str = _f("drop", "`drop`: a sample the judge could not score is dropped as unscored; `keep`: kept "
@@ -134,8 +138,10 @@ class DecontaminationConfig:
 @dataclass
 class AuditConfig:
     enabled: bool = _f(True, "Write a stratified audit sample (CSV + offline HTML) under OUTPUT/audit.")
-    per_stratum: int = _f(5, "Samples per (source, score band) stratum.")
-    bands: list = _f([0.5, 0.8], "Band edges on the worst dimension score: low < 0.5 <= mid < 0.8 <= high.")
+    per_stratum: int = _f(5, "Samples per (source, score band) stratum: 3 bands x 5 = 15 per source, about half "
+                             "an hour of a clinician's time for a few sources.")
+    bands: list = _f([0.5, 0.8], "Band edges on the worst dimension score: low < 0.5 <= mid < 0.8 <= high; 0.5 is "
+                                 "the default threshold, so 'low' is what gets dropped and 'mid' what barely passes.")
 
 
 @dataclass
@@ -158,10 +164,12 @@ class CurationConfig:
     decontamination: DecontaminationConfig = _f(DecontaminationConfig(), "Benchmark decontamination.")
     audit: AuditConfig = _f(AuditConfig(), "Human audit export.")
     card: CardConfig = _f(CardConfig(), "Dataset card fields.")
-    seed: int = _f(42, "Seeds audit sampling.")
+    seed: int = _f(42, "Seeds audit sampling (42: the evaluation default, one seed across the project).")
     num_proc: int = _f(1, "Worker processes for rule scoring (image decoding dominates; use the core count).")
-    chunk_size: int = _f(1000, "Rows read, scored and written per step: bounds memory for large or streamed sources.")
-    shard_size: int = _f(5000, "Rows per output parquet shard.")
+    chunk_size: int = _f(1000, "Rows read and scored per step; bounds memory (1000 rows of ~200 KB images is about "
+                               "200 MB) for large or streamed sources.")
+    shard_size: int = _f(5000, "Rows per output parquet shard: ~1 GB at ~200 KB per image, within the Hub's "
+                               "recommended shard size for the dataset viewer and streaming.")
     streaming: bool = _f(False, "Stream Hub ids and parquet/json/csv sources (`datasets` streaming): rows are read "
                                 "chunk by chunk and never materialised in full, not even in the local cache.")
 

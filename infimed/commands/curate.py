@@ -45,8 +45,11 @@ def main(args) -> int:
         return _import_audit(args)
     if not args.config:
         raise ValueError("Pass a curation CONFIG.yaml (or --import-audit CSV).")
+    import datasets
+
     from infimed.data.curation import CurationConfig, run_curation
 
+    datasets.disable_progress_bars()  # one progress line per chunk below is easier to follow than nested bars
     config = CurationConfig.from_yaml(args.config)
     if args.num_proc is not None:
         config.num_proc = args.num_proc
