@@ -138,7 +138,8 @@ def _record_to_item(spec: BenchmarkSpec, record: Any) -> EvalItem | str:
         return EvalItem(**common, answer=answer, kind="yes_no", prompt_type=prompt_type,
                         category={"answer_type": "closed", **category})
     if answer_type == "closed":
-        # SLAKE closed, non-English or non-yes/no gold (是/否, "Left", "CT"): yes/no scoring only for a bare yes/no word.
+        # SLAKE closed with a Chinese or non-yes/no gold (是/否, "Left", "CT"): yes/no scoring only for a bare
+        # yes/no word, normalised exact match otherwise.
         bare_yes_no = len(answer) <= 3 and extract_yes_no(answer) is not None
         return EvalItem(**common, answer=answer, kind="yes_no" if bare_yes_no else "closed", prompt_type="close_ended",
                         category={"answer_type": "closed", **category})
@@ -192,7 +193,7 @@ def load_benchmark(
 ) -> LoadedBenchmark:
     """Items of benchmark ``name`` from ``source`` (default: ``data_dir/<name>`` if present, else its Hub id).
 
-    ``limit`` keeps the first ``limit`` items (after skipping unscorable ones), so a quick run is a prefix of a full one.
+    ``limit`` keeps the first ``limit`` items (after skipping unscorable ones): a quick run is a prefix of a full one.
     """
     spec = BENCHMARKS[resolve_benchmark_names(name)[0]]
     source = source or _resolve_source(spec, data_dir)

@@ -194,11 +194,8 @@ def batched_generate(
     errors: dict[str, int] = {}
     # Sort key: prompt tokens plus image tokens (fixed per image for InfiMed; unknown, so 0, for dynamic resolution).
     per_image = options.num_image_tokens or getattr(processor, "num_image_tokens", 0) or 0
-    lengths = [
-        len(tokenizer(processor.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True))["input_ids"])
-        + per_image * len(r.images)
-        for r in requests
-    ]
+    texts = [processor.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+    lengths = [len(tokenizer(t)["input_ids"]) + per_image * len(r.images) for t, r in zip(texts, requests)]
     order = sorted(range(len(requests)), key=lambda i: (-lengths[i], i))
     batches = [order[i:i + options.batch_size] for i in range(0, len(order), options.batch_size)]
     results: list[str | None] = [cache.get(r.key) for r in requests]
@@ -236,7 +233,9 @@ def batched_generate(
         bar.update(len(batch))
     bar.close()
     if truncated:
-        warnings.warn(f"{truncated} items had more than `max_images`={options.max_images} images; extra ones were dropped.")
+        warnings.warn(
+            f"{truncated} items had more than `max_images`={options.max_images} images; the extra ones were dropped."
+        )
         errors["images truncated"] = truncated
     return results, errors
 

@@ -40,10 +40,13 @@ class EvalItem:
 
     def __post_init__(self):
         if self.kind not in ANSWER_KINDS:
-            raise ValueError(f"Item {self.id!r} of {self.benchmark}: `kind` must be one of {ANSWER_KINDS}, got {self.kind!r}.")
+            raise ValueError(
+                f"Item {self.id!r} of {self.benchmark}: `kind` must be one of {ANSWER_KINDS}, got {self.kind!r}."
+            )
         if self.prompt_type not in PROMPT_TYPES:
             raise ValueError(
-                f"Item {self.id!r} of {self.benchmark}: `prompt_type` must be one of {PROMPT_TYPES}, got {self.prompt_type!r}."
+                f"Item {self.id!r} of {self.benchmark}: `prompt_type` must be one of {PROMPT_TYPES}, "
+                f"got {self.prompt_type!r}."
             )
         if self.option_format not in OPTION_FORMATS:
             raise ValueError(f"Item {self.id!r}: `option_format` must be one of {list(OPTION_FORMATS)}.")

@@ -85,7 +85,8 @@ def _instruction(lang: str, prompt_type: str, reasoning: bool) -> str:
 def _option_lines(item: EvalItem) -> list[str]:
     fmt = OPTION_FORMATS[item.option_format]
     raws = item.raw_options or item.options
-    return [fmt.format(letter=l, text=t, raw=r) for l, t, r in zip(option_letters(len(item.options)), item.options, raws)]
+    letters = option_letters(len(item.options))
+    return [fmt.format(letter=l, text=t, raw=r) for l, t, r in zip(letters, item.options, raws)]
 
 
 def build_prompt(item: EvalItem, reasoning: bool = False) -> str:

@@ -25,7 +25,9 @@ def model_index(model_name: str, benchmarks: dict[str, dict], specs: dict) -> li
                 values.append({"type": "accuracy", "name": f"{spec.pretty} {label} accuracy",
                                "value": float(metrics[key]["accuracy"])})
         for kind, group in metrics.get("by_kind", {}).items():
-            values.append({"type": "accuracy", "name": f"{spec.pretty} {kind} accuracy", "value": float(group["accuracy"])})
+            values.append(
+                {"type": "accuracy", "name": f"{spec.pretty} {kind} accuracy", "value": float(group["accuracy"])}
+            )
         entries.append({
             "task": {"type": "visual-question-answering"},
             "dataset": {"name": spec.pretty, "type": spec.hub_id or name, "split": spec.split or "all"},

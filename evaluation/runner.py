@@ -61,7 +61,10 @@ class EvalConfig:
     def __post_init__(self):
         self.benchmarks = resolve_benchmark_names(self.benchmarks)
         if self.model is None and self.predictions is None:
-            raise ValueError("Give `--model` to generate predictions or `--predictions FILE.jsonl` to score existing ones.")
+            raise ValueError(
+                "Nothing to score: give `--model` to generate predictions or `--predictions FILE.jsonl` to score "
+                "existing ones."
+            )
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"`limit` must be positive, got {self.limit}.")
         if (self.judge_base_url is None) != (self.judge_model is None):
@@ -176,13 +179,16 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
             missing = sum(p is None for p in predictions)
             if missing:
                 errors["missing prediction"] = missing
-                logger.warning("%s: %d items have no prediction in %s; scored as empty.", name, missing, config.predictions)
+                logger.warning("%s: %d items have no prediction in %s; scored as empty.", name, missing,
+                               config.predictions)
         else:
             cache = PredictionCache(bench_dir / "cache.jsonl")
             predictions, errors = batched_generate(model, processor, requests, config.generation, cache=cache,
                                                    desc=name, progress=config.progress)
         rng = random.Random(config.seed)
-        records = [score_item(item, pred, compat=config.medevalkit_compat, rng=rng) for item, pred in zip(items, predictions)]
+        records = [
+            score_item(item, pred, compat=config.medevalkit_compat, rng=rng) for item, pred in zip(items, predictions)
+        ]
         for record, prompt, pred in zip(records, prompts, predictions):
             record["prompt"] = prompt
             if pred is None:

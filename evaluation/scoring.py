@@ -23,7 +23,9 @@ __all__ = ["OPEN_KINDS", "aggregate_metrics", "chance_accuracy", "score_item"]
 OPEN_KINDS = ("open", "caption")
 
 
-def score_item(item: EvalItem, prediction: str | None, *, compat: bool = False, rng: random.Random | None = None) -> dict:
+def score_item(
+    item: EvalItem, prediction: str | None, *, compat: bool = False, rng: random.Random | None = None
+) -> dict:
     """One ``predictions.jsonl`` record (without the prompt): extraction, correctness and open-answer metrics."""
     prediction = prediction or ""
     match = score_answer(prediction, item.answer, item.kind, item.options or None)
@@ -42,9 +44,10 @@ def score_item(item: EvalItem, prediction: str | None, *, compat: bool = False, 
     if item.kind in OPEN_KINDS or item.kind == "closed":
         answer = extract_final_answer(prediction)
         precision, recall, f1 = token_prf(answer, item.answer)
+        norm = normalize_answer(answer)
         record["open_metrics"] = {
             "exact": float(answer.strip().lower() == item.answer.strip().lower()),
-            "normalized_exact": float(bool(normalize_answer(answer)) and normalize_answer(answer) == normalize_answer(item.answer)),
+            "normalized_exact": float(bool(norm) and norm == normalize_answer(item.answer)),
             "precision": precision,
             "recall": recall,
             "f1": f1,

@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -76,8 +77,6 @@ def test_qwen25vl_batched_equals_single():
 
 
 def test_num_image_tokens_is_ignored_with_a_warning_for_dynamic_resolution():
-    import pytest
-
     model, processor = tiny_qwen()
     request = GenerationRequest("0", [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}], [])
     with pytest.warns(UserWarning, match="num_image_tokens"):

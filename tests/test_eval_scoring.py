@@ -47,7 +47,7 @@ def test_metrics_count_unparsed_and_split_closed_open():
     assert metrics["open"]["num_items"] == 2 and metrics["open"]["accuracy"] == pytest.approx(0.5)
     assert metrics["by_kind"]["multiple_choice"]["unparsed"] == 1
     assert metrics["chance"]["yes_no"] == 0.5 and metrics["chance"]["multiple_choice"] == 0.5
-    assert all(0.0 <= v <= 1.0 for v in (metrics["open"]["f1"], metrics["open"]["precision"], metrics["open"]["recall"]))
+    assert all(0.0 <= metrics["open"][name] <= 1.0 for name in ("f1", "precision", "recall"))
 
 
 def test_chance_per_kind():

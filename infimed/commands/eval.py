@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="Items per generate call (default 8).")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="Tokens generated per item (default 64: a letter, yes/no or a phrase).")
-    parser.add_argument("--num-image-tokens", type=int, help="Visual tokens per image (InfiMed; default: checkpoint's).")
+    parser.add_argument("--num-image-tokens", type=int,
+                        help="Visual tokens per image (InfiMed models; default: the checkpoint's).")
     parser.add_argument("--max-images", type=int, help="Keep at most this many images per item.")
     parser.add_argument("--max-image-side", type=int, help="Downscale images larger than this (pixels, longer side).")
     parser.add_argument("--seed", type=int, default=42, help="Seed (default 42, as MedEvalKit).")
