@@ -181,6 +181,14 @@ def _check_weights(folder: Path, problems: list[str]) -> None:
             problems.append(f"weight file {shard} is not a readable safetensors file (bad or truncated header).")
 
 
+def _is_custom(config: dict) -> bool:
+    """A model type transformers does not know itself (e.g. `infimed`) loads only through `auto_map` + code files;
+    a native one (e.g. `qwen2_5_vl` for InfiMed-SFT/RL-3B) needs neither."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return bool(config.get("model_type")) and config["model_type"] not in CONFIG_MAPPING_NAMES
+
+
 def _check_processor(folder: Path, config: dict, problems: list[str]) -> None:
     if not (folder / "tokenizer_config.json").is_file():
         problems.append("no tokenizer: tokenizer_config.json is missing; save the processor with "
@@ -192,10 +200,12 @@ def _check_processor(folder: Path, config: dict, problems: list[str]) -> None:
         problems.append("no processor config: neither processor_config.json nor preprocessor_config.json is in the "
                         "folder, so `AutoProcessor` cannot build the image processor; save the processor with "
                         "`processor.save_pretrained(folder)`.")
-    processor_modules, chat_template = set(), (folder / "chat_template.jinja").is_file() or (
-        folder / "chat_template.json").is_file()
+    processor_modules: set[str] = set()
+    chat_template = any((folder / name).is_file() for name in ("chat_template.jinja", "chat_template.json"))
     for name in PROCESSOR_CONFIG_FILES:
-        data = _read_json(folder / name, []) if (folder / name).is_file() else None
+        # config.json was read (and its errors reported) by the caller
+        data = _read_json(folder / name, [] if name == "config.json" else problems) if (folder / name).is_file() \
+            else None
         if data is None:
             continue
         chat_template = chat_template or bool(data.get("chat_template"))
@@ -207,9 +217,7 @@ def _check_processor(folder: Path, config: dict, problems: list[str]) -> None:
     if not chat_template:
         problems.append("no chat template (chat_template.jinja, or `chat_template` in processor/tokenizer config): "
                         "`apply_chat_template` would fail; set `processor.chat_template` and save the processor.")
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-
-    if config.get("model_type") and config["model_type"] not in CONFIG_MAPPING_NAMES and not processor_modules:
+    if _is_custom(config) and not processor_modules:
         problems.append(
             f"no `auto_map` entry for AutoProcessor in {', '.join(PROCESSOR_CONFIG_FILES)}: transformers does not "
             f"know model_type {config.get('model_type')!r}, so `AutoProcessor.from_pretrained(..., "
@@ -231,19 +239,17 @@ def check_model_folder(folder: str | Path) -> list[str]:
         config = {}
     elif not config.get("model_type"):
         problems.append("config.json has no `model_type`; save the model with `model.save_pretrained(folder)`.")
-    if config:
-        auto_map = config.get("auto_map")
-        if not isinstance(auto_map, dict) or not auto_map:
-            problems.append(
-                "config.json has no `auto_map`, so `trust_remote_code=True` cannot find the InfiMed classes; save the "
-                "model after `import infimed` (which registers the classes for remote code) with `save_pretrained`."
-            )
-        else:
-            missing = [name for name in REQUIRED_AUTO_MAP if name not in auto_map]
-            if missing:
-                problems.append(f"config.json `auto_map` lacks {missing}; `AutoModelForImageTextToText` and TRL need "
-                                "them. Save the model after `import infimed` with `save_pretrained`.")
-            _check_code(folder, set(_auto_map_modules(auto_map).values()), problems)
+    auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}
+    if _is_custom(config) and not auto_map:
+        problems.append(
+            "config.json has no `auto_map`, so `trust_remote_code=True` cannot find the InfiMed classes; save the "
+            "model after `import infimed` (which registers the classes for remote code) with `save_pretrained`."
+        )
+    elif _is_custom(config) and any(name not in auto_map for name in REQUIRED_AUTO_MAP):
+        missing = [name for name in REQUIRED_AUTO_MAP if name not in auto_map]
+        problems.append(f"config.json `auto_map` lacks {missing}; `AutoModelForImageTextToText` and TRL need them. "
+                        "Save the model after `import infimed` with `save_pretrained`.")
+    _check_code(folder, set(_auto_map_modules(auto_map).values()), problems)  # shipped code must load, always
     _check_weights(folder, problems)
     _check_processor(folder, config, problems)
     readme = folder / "README.md"

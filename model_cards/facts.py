@@ -29,6 +29,8 @@ HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 PARAMETER_GROUPS = (
     ("vision encoder", "model.vision_tower."),
     ("projector", "model.multi_modal_projector."),
+    ("projector", "model.visual.merger."),  # Qwen2.5-VL: the patch merger is its projector
+    ("vision encoder", "model.visual."),
     ("language model", "model.language_model."),
     ("LM head (untied)", "lm_head."),
 )
@@ -59,7 +61,7 @@ def _parameter_counts(model_dir: Path) -> dict[str, int]:
     index = model_dir / "model.safetensors.index.json"
     shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else (
         ["model.safetensors"] if (model_dir / "model.safetensors").is_file() else [])
-    counts = {name: 0 for name, _ in PARAMETER_GROUPS}
+    counts = {name: 0 for name, _ in PARAMETER_GROUPS}  # dict keeps the first-seen order of the group names
     counts["other"] = total = 0
     for shard in shards:
         for name, shape in _safetensors_shapes(model_dir / shard).items():
@@ -71,49 +73,56 @@ def _parameter_counts(model_dir: Path) -> dict[str, int]:
     return counts
 
 
+def _describe(parts: list[tuple[str, object]]) -> str:
+    """'`siglip_vision_model`, 2 layers, ...' from (format, value) pairs, leaving out values the config lacks."""
+    return ", ".join(fmt.format(value) for fmt, value in parts if value not in (None, "", [])) or "not recorded"
+
+
 def checkpoint_facts(model_dir: str | Path) -> dict:
-    """Architecture, visual tokens, parameter counts and backbone ids of a `save_pretrained` folder."""
+    """Architecture, visual tokens, parameter counts and backbone ids of a `save_pretrained` folder.
+
+    Written for InfiMed checkpoints (vision_config + text_config + num_image_tokens); for other VLM configs (e.g.
+    Qwen2.5-VL, with dynamic resolution) fields the config lacks are left out rather than guessed.
+    """
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{model_dir} has no config.json; pass a folder written by `save_pretrained`.")
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
+    vision, text = config.get("vision_config") or {}, config.get("text_config") or config
     image_size, patch_size = vision.get("image_size"), vision.get("patch_size")
-    grid = image_size // patch_size if image_size and patch_size else None
+    grid = image_size // patch_size if isinstance(image_size, int) and isinstance(patch_size, int) else None
     counts = _parameter_counts(model_dir)
     num_image_tokens = config.get("num_image_tokens")
-    side = math.isqrt(num_image_tokens) if num_image_tokens else None
+    side = math.isqrt(num_image_tokens) if isinstance(num_image_tokens, int) and num_image_tokens > 0 else None
     backbones = [v.get("_name_or_path") for v in (vision, text)]
+    parameters = {name: n for name, n in counts.items() if n or name == "total"}
     return {
         "model_type": config.get("model_type", "unknown"),
         "architecture": (config.get("architectures") or ["unknown"])[0],
+        "remote_code": bool(config.get("auto_map")),
         "dtype": config.get("dtype") or config.get("torch_dtype") or "float32",
-        "vision": {
-            "model_type": vision.get("model_type", "unknown"),
-            "hidden_size": vision.get("hidden_size"),
-            "num_layers": vision.get("num_hidden_layers"),
-            "image_size": image_size,
-            "patch_size": patch_size,
-            "grid": f"{grid}x{grid}" if grid else "unknown",
-            "num_patches": grid * grid if grid else None,
-        },
-        "text": {
-            "model_type": text.get("model_type", "unknown"),
-            "hidden_size": text.get("hidden_size"),
-            "num_layers": text.get("num_hidden_layers"),
-            "vocab_size": text.get("vocab_size"),
-            "max_position_embeddings": text.get("max_position_embeddings"),
-        },
+        "vision_type": vision.get("model_type") or "vision encoder",
+        "text_type": text.get("model_type") or "language model",
+        "vision_summary": _describe([
+            ("`{}`", vision.get("model_type")), ("{} layers", vision.get("num_hidden_layers", vision.get("depth"))),
+            ("hidden size {}", vision.get("hidden_size")), ("{} px input", image_size), ("patch {}", patch_size),
+            ("{} patches", f"{grid}x{grid} = {grid * grid}" if grid else None),
+        ]),
+        "text_summary": _describe([
+            ("`{}`", text.get("model_type")), ("{} layers", text.get("num_hidden_layers")),
+            ("hidden size {}", text.get("hidden_size")), ("vocabulary {}", text.get("vocab_size")),
+            ("context {} tokens", text.get("max_position_embeddings")),
+        ]),
+        "image_size": image_size,
+        "num_patches": grid * grid if grid else None,
         "num_image_tokens": num_image_tokens,
-        "pooled_grid": f"{side}x{side}" if side else "unknown",
-        "image_token_id": config.get("image_token_id"),
+        "pooled_grid": f"{side}x{side}" if side else None,
         "tie_word_embeddings": bool(config.get("tie_word_embeddings")),
-        "parameters": {name: n for name, n in counts.items() if n or name == "total"},
-        "parameters_human": {name: format_count(n) for name, n in counts.items() if n or name == "total"},
+        "parameters": parameters,
+        "parameters_human": {name: format_count(n) for name, n in parameters.items()},
         "is_toy": 0 < counts["total"] < TOY_MODEL_MAX_PARAMETERS,
         "backbone_ids": [b for b in backbones if is_hub_id(b)],
-        "has_chat_template": (model_dir / "chat_template.jinja").is_file(),
     }
 
 

@@ -170,6 +170,10 @@ def test_pulled_model_loads_without_infimed_with_equal_logits(model_round_trip):
         # The card's "How to use" example, verbatim: it loads {MODEL_REPO!r} from the (loopback) Hub by id.
         card = open({str(pulled / "README.md")!r}, encoding="utf-8").read()
         exec(re.search(r"```python\\n(.*?)```", card, re.S).group(1))
+        # ... and its DICOM claim: the processor's own code reads a DICOM path
+        from pydicom.data import get_testdata_file
+        dicom = processor(text=prompt, images=[get_testdata_file("CT_small.dcm")], return_tensors="pt")
+        assert dicom["pixel_values"].shape[0] == 1
         assert "infimed" not in sys.modules
     """, cwd=root)
     from safetensors.torch import load_file

@@ -174,3 +174,14 @@ def test_push_refuses_before_any_request(checkpoint):
         push_dataset(checkpoint, "org/name")
     with pytest.raises(ValueError, match="not a Hub repo id"):
         push_model(checkpoint, "no-namespace")
+
+
+def test_native_transformers_model_needs_no_auto_map(checkpoint):
+    """InfiMed-SFT/RL-3B are plain Qwen2.5-VL checkpoints: no remote code, so no auto_map to demand."""
+    edit_json(checkpoint / "config.json", lambda c: (c.pop("auto_map"), c.update(model_type="qwen2_5_vl")))
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        edit_json(checkpoint / name, lambda c: (c.pop("auto_map", None),
+                                                c.get("image_processor", {}).pop("auto_map", None)))
+    assert check_model_folder(checkpoint) == []
+    (checkpoint / "chat_template.jinja").unlink()
+    only_problem(checkpoint, "chat template")

@@ -143,6 +143,26 @@ def test_stage_checkpoint_card_leaves_out_later_stages(run_dir):
     assert "grpo" not in card.data.to_dict()["tags"]
 
 
+def test_card_for_a_native_transformers_checkpoint(tmp_path):
+    """A Qwen2.5-VL-style checkpoint (InfiMed-SFT/RL-3B): no remote code, no fixed visual tokens; nothing guessed."""
+    import torch
+    from safetensors.torch import save_file
+
+    config = {"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+              "vision_config": {"model_type": "qwen2_5_vl", "depth": 2, "hidden_size": 32, "patch_size": 14},
+              "text_config": {"model_type": "qwen2_5_vl_text", "num_hidden_layers": 2, "hidden_size": 32,
+                              "vocab_size": 100}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file({"model.visual.blocks.0.w": torch.zeros(4, 8), "model.visual.merger.w": torch.zeros(2, 3),
+               "model.language_model.w": torch.zeros(10, 10), "lm_head.weight": torch.zeros(5)},
+              str(tmp_path / "model.safetensors"))
+    text = str(render_model_card(tmp_path))
+    body = sections(text)
+    assert "trust_remote_code" not in text and "None" not in text and "Visual tokens per image" not in text
+    assert "vision encoder 32; projector 6; language model 100; LM head (untied) 5" in body["Model details"]
+    assert "| Vision encoder | `qwen2_5_vl`, 2 layers, hidden size 32, patch 14 |" in body["Model details"]
+
+
 def test_summary_without_recipe_is_still_stated(run_dir):
     training = sections(str(render_model_card(run_dir / "run" / "grpo")))["Training"]
     assert "pretrain, sft-1, grpo" in training and "--recipe" in training
