@@ -159,3 +159,34 @@ def test_config_errors():
         EvalConfig(benchmarks=["demo"], model="m", judge_model="x")
     with pytest.raises(ValueError, match="batch_size"):
         GenerationOptions(batch_size=0)
+
+
+def test_cli_with_a_saved_checkpoint(demo_dir, tmp_path):
+    """`--model DIR` goes through AutoModelForImageTextToText / AutoProcessor, as for any Hub checkpoint."""
+    model, processor = tiny_model(), tiny_processor()
+    model.save_pretrained(tmp_path / "ckpt")
+    processor.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    assert cli_main(["eval", "--model", str(tmp_path / "ckpt"), "--benchmarks", "demo", "--data-dir", str(demo_dir),
+                     "--output", str(out), "--limit", "3", "--max-new-tokens", "3", "--num-image-tokens", "16",
+                     "--system-prompt", "You are a radiologist.", "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmarks"]["demo"]["num_items"] == 3
+    assert results["config"]["generation"]["num_image_tokens"] == 16
+    assert results["prompt"]["system_prompt"] == "You are a radiologist."
+
+
+def test_messages_system_prompt_and_reasoning():
+    from infimed.evaluation.items import EvalItem
+    from infimed.evaluation.runner import build_messages
+
+    item = EvalItem(id="1", benchmark="vqa_rad", question="Is there a mass?", answer="no", kind="yes_no",
+                    prompt_type="judgement", images=["a.png", "b.png"])
+    messages, prompt = build_messages(item, reasoning=True, system_prompt="Be brief.")
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert [p["type"] for p in messages[1]["content"]] == ["image", "image", "text"]  # one part per image
+    assert prompt.endswith('put the answer in one "\\boxed{}".') and messages[1]["content"][-1]["text"] == prompt
+    demo_item = EvalItem(id="2", benchmark="demo", question="Q?", answer="yes", kind="yes_no", prompt_type="dataset",
+                         messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}])
+    messages, prompt = build_messages(demo_item, reasoning=False, system_prompt=None)
+    assert messages == demo_item.messages and prompt == "Q?"
