@@ -1,11 +1,13 @@
 """The curation run: read sources chunk by chunk, score, filter, deduplicate, decontaminate, write.
 
     source rows --(rules, num_proc workers)--> image/text/answer scores + image hashes
-                --(judge, optional)----------> alignment / medical relevance scores
-                --(thresholds)--> --(decontamination)--> --(dedup)--> kept shard rows | dropped.jsonl
-                                                                     \--> report counts, histograms, audit sample
+                --(rule thresholds)--> --(decontamination)--> --(dedup)-->
+                --(judge, optional: alignment / medical relevance, thresholds)--> kept shard rows | dropped.jsonl
+                                                                   \--> report counts, histograms, audit sample
 
 Every row ends in exactly one place: kept, or dropped with one reason (the first that applies, in the order above).
+The judge comes last so that no request is paid for a sample already dropped; the first of a set of duplicates is the
+one judged, and if it fails, its copies stay dropped as duplicates (they carry the same content).
 Chunks of ``chunk_size`` rows bound memory, so a streamed Hub source is never held in full; output parquet shards are
 written as soon as ``shard_size`` kept rows exist.
 """
@@ -207,13 +209,15 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
                     else [scorer(r) for r in rows]
                 scoring_seconds += time.perf_counter() - t0
                 reasons = [_rule_reason(r, config) for r in results]
-                if judge is not None:
+                for i, (row, result) in enumerate(zip(rows, results)):
+                    if reasons[i] is None and contamination.items:
+                        reasons[i] = contamination.check(result.exact_hashes, result.dhashes, row.get("question"))
+                    if reasons[i] is None and config.dedup.enabled:
+                        reasons[i] = dedup.check(result.exact_hashes, result.dhashes, row.get("question"),
+                                                 row.get("answer"))
+                if judge is not None:  # last: the judge is never paid for a sample that is dropped anyway
                     _apply_judge(judge, config, rows, results, reasons)
                 for row, result, reason in zip(rows, results, reasons):
-                    if reason is None and contamination.items:
-                        reason = contamination.check(result.exact_hashes, result.dhashes, row.get("question"))
-                    if reason is None and config.dedup.enabled:
-                        reason = dedup.check(result.exact_hashes, result.dhashes, row.get("question"), row.get("answer"))
                     report.add(src.name, reason, result.scores, result.flags)
                     audit.offer(row, src.name, result, reason)
                     if reason is None:
