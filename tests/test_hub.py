@@ -237,6 +237,8 @@ def test_dataset_round_trip_loads_with_datasets(hub, dataset_round_trip):
                                    split="train")
     assert loaded.features == original.features
     assert loaded.num_rows == original.num_rows
+    by_card = datasets.load_dataset(str(pulled), split="train")  # the card's `configs` locate the shards
+    assert by_card.num_rows == original.num_rows and by_card.features == original.features
     for got, want in zip(loaded, original):
         assert got["id"] == want["id"] and got["messages"] == want["messages"] and got["answer"] == want["answer"]
         assert np.array_equal(np.asarray(got["images"][0]), np.asarray(want["images"][0]))
