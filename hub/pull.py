@@ -31,8 +31,11 @@ def pull(
     Returns:
         The absolute path of `local_dir`.
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError("Cannot pull while `HF_HUB_OFFLINE=1` is set (the Makefile sets it for tests and the demo); "
+                         "unset it, e.g. `HF_HUB_OFFLINE=0 infimed pull ...`.")
     if repo_type not in ("model", "dataset"):
         raise ValueError(f"`repo_type={repo_type!r}` is not supported; use 'model' or 'dataset'.")
     path = snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_dir=str(local_dir), token=token)

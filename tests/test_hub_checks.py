@@ -185,3 +185,15 @@ def test_native_transformers_model_needs_no_auto_map(checkpoint):
     assert check_model_folder(checkpoint) == []
     (checkpoint / "chat_template.jinja").unlink()
     only_problem(checkpoint, "chat template")
+
+
+def test_offline_mode_is_named(checkpoint, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from infimed.hub import pull, push_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
+        push_model(checkpoint, "org/name")
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1"):
+        pull("org/name", tmp_path / "out")
