@@ -174,7 +174,7 @@ def _args(tmp_path, **kw):
     defaults = dict(output_dir=str(tmp_path / "out"), max_length=256, per_device_train_batch_size=2,
                     learning_rate=1e-3, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
                     assistant_only_loss=True, seed=0, dataloader_num_workers=0,
-                    gradient_checkpointing=False)
+                    gradient_checkpointing=False, bf16=False)
     defaults.update(kw)
     return InfiMedSFTConfig(**defaults)
 

@@ -1,0 +1,40 @@
+"""Training: multimodal sequence packing, `InfiMedSFTTrainer`, multi-stage recipes (and GRPO, see `grpo_*`).
+
+Names are imported on first use, so `import infimed.training` stays cheap (no torch/TRL import).
+
+    from infimed.training import InfiMedSFTConfig, InfiMedSFTTrainer, load_recipe, run_recipe
+"""
+
+import importlib
+
+# public name -> module under infimed.training
+_EXPORTS = {
+    "PackingBudget": "packing",
+    "PackingResult": "packing",
+    "pack_best_fit_decreasing": "packing",
+    "DataCollatorForPackedVisionLanguageModeling": "collator",
+    "DROP_REASONS": "samples",
+    "DropReport": "samples",
+    "SampleEncoder": "samples",
+    "PackedDataset": "packed_dataset",
+    "build_packed_dataset": "packed_dataset",
+    "InfiMedSFTConfig": "sft_config",
+    "InfiMedSFTTrainer": "sft_trainer",
+    "set_trainable": "modules",
+    "MODULE_GROUPS": "modules",
+    "STAGE_RUNNERS": "recipe",
+    "Recipe": "recipe",
+    "StageSpec": "recipe",
+    "DatasetSpec": "recipe",
+    "LoraSpec": "recipe",
+    "load_recipe": "recipe",
+    "run_recipe": "recipe",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
