@@ -62,6 +62,7 @@ def render_model_card(
     recipe: str | Path | None = None,
     recipe_summary: str | Path | None = None,
     repo_id: str | None = None,
+    model_name: str | None = None,
     license: str = DEFAULT_LICENSE,
     base_model: str | list[str] | None = None,
     datasets: str | list[str] | None = None,
@@ -75,6 +76,7 @@ def render_model_card(
         recipe_summary: the runner's recipe_summary.json; found next to or above `model_dir` when not given. A
             `recipe.yaml` beside it is used when `recipe` is not given.
         repo_id: the Hub id the card will live under (used in the loading example; else the folder path).
+        model_name: the card's title and model-index name (default: the repo name, else the folder name).
         base_model / datasets / tags: added to what the recipe and the config reveal.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -92,7 +94,7 @@ def render_model_card(
     training = recipe_facts(recipe, summary, up_to_stage=model_dir.resolve().name) if recipe else None
     evaluation = eval_facts(eval_results) if eval_results else None
 
-    model_name = repo_id.split("/")[-1] if repo_id else model_dir.resolve().name
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else model_dir.resolve().name)
     base_models = _as_list(base_model) + checkpoint["backbone_ids"] + ([training["base_model"]] if training and
                                                                       training["base_model"] else [])
     bad = [b for b in base_models if not is_hub_id(b)]

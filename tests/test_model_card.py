@@ -214,9 +214,11 @@ def test_card_command_writes_readme(run_dir, capsys):
 
     folder = run_dir / "run" / "grpo"
     assert main(["card", "--model", str(folder), "--eval-results", str(run_dir / "results.json"),
-                 "--recipe", str(run_dir / "recipe.yaml"), "--license", "cc-by-nc-4.0"]) == 0
+                 "--recipe", str(run_dir / "recipe.yaml"), "--license", "cc-by-nc-4.0",
+                 "--model-name", "infimed-demo-tiny"]) == 0
     text = (folder / "README.md").read_text()
     validate_model_card(text)
+    assert "# infimed-demo-tiny\n" in text and "- name: infimed-demo-tiny" in text
     assert "license: cc-by-nc-4.0" in text and "model-index" in text
     assert main(["card", "--model", str(folder), "--eval-results", str(run_dir / "missing.json")]) == 1
     assert "Cannot read evaluation results" in capsys.readouterr().err

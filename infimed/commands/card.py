@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe-summary", default=None,
                         help="recipe_summary.json of the run (default: found next to or above --model).")
     parser.add_argument("--repo-id", default=None, help="Hub id the card will live under (used in the example).")
+    parser.add_argument("--model-name", default=None, help="Card title (default: repo name, else folder name).")
     parser.add_argument("--license", default="apache-2.0", help="Licence id for the metadata (default apache-2.0).")
     parser.add_argument("--base-model", action="append", default=None, help="Base model Hub id (repeatable).")
     parser.add_argument("--dataset", action="append", default=None, help="Training dataset Hub id (repeatable).")
@@ -30,7 +31,8 @@ def main(args: argparse.Namespace) -> int:
     from infimed.model_cards import render_model_card, write_model_card
 
     kwargs = dict(eval_results=args.eval_results, recipe=args.recipe, recipe_summary=args.recipe_summary,
-                  repo_id=args.repo_id, license=args.license, base_model=args.base_model, datasets=args.dataset)
+                  repo_id=args.repo_id, model_name=args.model_name, license=args.license,
+                  base_model=args.base_model, datasets=args.dataset)
     try:
         if args.stdout:
             print(render_model_card(args.model, **kwargs))
