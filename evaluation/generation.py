@@ -221,9 +221,9 @@ def batched_generate(
             runnable.append((i, GenerationRequest(request.key, messages, wanted)))
             images.append(loaded)
         if runnable:
-            texts = _generate_batch(model, processor, [r for _, r in runnable], images, options)
+            answers = _generate_batch(model, processor, [r for _, r in runnable], images, options)
             fresh = []
-            for (i, request), text in zip(runnable, texts):
+            for (i, request), text in zip(runnable, answers):
                 if request.key in cache:
                     text = cache.get(request.key)  # keep what an earlier run wrote (identical under greedy decoding)
                 else:

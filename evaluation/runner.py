@@ -20,7 +20,7 @@ import json
 import logging
 import platform
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,22 +41,54 @@ PARSER_VERSION = 1  # bump when infimed.evaluation.answers changes what it extra
 class EvalConfig:
     """Everything one evaluation run depends on; recorded in ``results.json``."""
 
-    benchmarks: list[str] = field(default_factory=lambda: ["demo"], metadata={"help": "Benchmark names (or 'infimed')."})
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["demo"], metadata={"help": "Benchmark names, or 'infimed' for the seven of its table."}
+    )
     output_dir: str = field(default="eval-output", metadata={"help": "Folder for results and per-item predictions."})
-    model: str | None = field(default=None, metadata={"help": "Checkpoint folder or Hub id (not needed with predictions)."})
+    model: str | None = field(
+        default=None, metadata={"help": "Checkpoint folder or Hub id (not needed when scoring given predictions)."}
+    )
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding local benchmark copies (<name>/)."})
-    predictions: str | None = field(default=None, metadata={"help": "JSONL of {id, prediction[, benchmark]} to score."})
-    limit: int | None = field(default=None, metadata={"help": "First N items per benchmark (quick runs)."})
-    seed: int = field(default=42, metadata={"help": "Seed (MedEvalKit's default); only compat-mode MMMU guesses use it."})
+    predictions: str | None = field(
+        default=None, metadata={"help": "JSONL of {id, prediction[, benchmark]} to score instead of generating."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Evaluate the first N items per benchmark."})
+    seed: int = field(
+        default=42, metadata={"help": "MedEvalKit's default; greedy decoding draws nothing, compat MMMU guesses do."}
+    )
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message before each question."})
-    reasoning: bool = field(default=False, metadata={"help": "Ask for the final answer in \\boxed{} (reasoning prompts)."})
-    medevalkit_compat: bool = field(default=False, metadata={"help": "Add MedEvalKit-style scores beside the correct ones."})
-    judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible endpoint for the open-answer judge."})
+    reasoning: bool = field(default=False, metadata={"help": "Reasoning prompts: the final answer in \\boxed{}."})
+    medevalkit_compat: bool = field(
+        default=False, metadata={"help": "Also report MedEvalKit's scoring (its known faults) beside the correct one."}
+    )
+    judge_base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible endpoint of the LLM judge for open answers."}
+    )
     judge_model: str | None = field(default=None, metadata={"help": "Judge model name at that endpoint."})
-    judge_api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the key."})
+    judge_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge's API key."}
+    )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)."})
     generation: GenerationOptions = field(default_factory=GenerationOptions)
-    progress: bool = field(default=True, metadata={"help": "tqdm progress bars."})
+    progress: bool = field(default=True, metadata={"help": "Show tqdm progress bars."})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EvalConfig":
+        """From a YAML mapping: the fields above, with ``generation`` a mapping of ``GenerationOptions`` fields."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"Unknown eval config keys {sorted(unknown)}; expected some of {sorted(known)}.")
+        values = dict(values)
+        generation = values.pop("generation", None) or {}
+        if isinstance(generation, dict):
+            allowed = {f.name for f in fields(GenerationOptions)}
+            if set(generation) - allowed:
+                raise ValueError(
+                    f"Unknown `generation` keys {sorted(set(generation) - allowed)}; expected {sorted(allowed)}."
+                )
+            generation = GenerationOptions(**generation)
+        return cls(**values, generation=generation)
 
     def __post_init__(self):
         self.benchmarks = resolve_benchmark_names(self.benchmarks)

@@ -190,3 +190,25 @@ def test_messages_system_prompt_and_reasoning():
                          messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}])
     messages, prompt = build_messages(demo_item, reasoning=False, system_prompt=None)
     assert messages == demo_item.messages and prompt == "Q?"
+
+
+def test_yaml_config_with_flag_overrides(demo_dir, tmp_path):
+    import datasets
+    import yaml
+
+    rows = datasets.load_from_disk(str(demo_dir))["eval"]
+    predictions = tmp_path / "preds.jsonl"
+    lines = [json.dumps({"id": i, "prediction": a}) for i, a in zip(rows["id"], rows["answer"])]
+    predictions.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({
+        "benchmarks": ["demo"], "data_dir": str(demo_dir), "predictions": str(predictions),
+        "output_dir": str(tmp_path / "o"), "limit": 10, "generation": {"batch_size": 2},
+    }))
+    assert cli_main(["eval", str(config), "--limit", "5", "--no-progress"]) == 0  # the flag wins over the file
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["benchmarks"]["demo"]["num_items"] == 5 and results["benchmarks"]["demo"]["accuracy"] == 1.0
+    assert results["config"]["generation"]["batch_size"] == 2
+    config.write_text("benchmarks: [demo]\nbatch_size: 4\n")  # belongs under `generation`
+    with pytest.raises(ValueError, match="batch_size"):
+        cli_main(["eval", str(config), "--model", "m"])
