@@ -169,6 +169,24 @@ def _generate_batch(model, processor, batch: list[GenerationRequest], images: li
     return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
 
 
+def _generate_or_isolate(model, processor, runnable, images, options, errors) -> list[str | None]:
+    """The batch's answers; if the batch fails (one malformed item, out of memory), each item alone, so one bad
+    item costs only itself. Failures are counted in ``errors`` by exception type."""
+    try:
+        return _generate_batch(model, processor, [r for _, r in runnable], images, options)
+    except (ValueError, RuntimeError) as exc:
+        if len(runnable) == 1:
+            reason = f"generation error ({type(exc).__name__})"
+            errors[reason] = errors.get(reason, 0) + 1
+            logger.warning("Item %s failed: %s", runnable[0][1].key, exc)
+            return [None]
+        logger.warning("A batch of %d failed (%s); retrying its items one by one.", len(runnable), exc)
+        return [
+            _generate_or_isolate(model, processor, [pair], [ims], options, errors)[0]
+            for pair, ims in zip(runnable, images)
+        ]
+
+
 def batched_generate(
     model: Any,
     processor: Any,
@@ -192,6 +210,12 @@ def batched_generate(
     cache = cache if cache is not None else PredictionCache(None)
     tokenizer = getattr(processor, "tokenizer", processor)
     errors: dict[str, int] = {}
+    image_token = getattr(processor, "image_token", None)
+    if image_token:
+        cleaned = [_strip_literal_image_tokens(r.messages, image_token) for r in requests]
+        if sum(n for _, n in cleaned):
+            errors["literal image tokens removed from text"] = sum(n for _, n in cleaned)
+            requests = [GenerationRequest(r.key, m, r.images) for r, (m, _) in zip(requests, cleaned)]
     # Sort key: prompt tokens plus image tokens (fixed per image for InfiMed; unknown, so 0, for dynamic resolution).
     per_image = options.num_image_tokens or getattr(processor, "num_image_tokens", 0) or 0
     texts = [processor.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
@@ -221,9 +245,11 @@ def batched_generate(
             runnable.append((i, GenerationRequest(request.key, messages, wanted)))
             images.append(loaded)
         if runnable:
-            answers = _generate_batch(model, processor, [r for _, r in runnable], images, options)
+            answers = _generate_or_isolate(model, processor, runnable, images, options, errors)
             fresh = []
             for (i, request), text in zip(runnable, answers):
+                if text is None:
+                    continue  # failed alone too: counted in `errors`, left None (scored as no prediction)
                 if request.key in cache:
                     text = cache.get(request.key)  # keep what an earlier run wrote (identical under greedy decoding)
                 else:
@@ -238,6 +264,24 @@ def batched_generate(
         )
         errors["images truncated"] = truncated
     return results, errors
+
+
+def _strip_literal_image_tokens(messages: list[dict], token: str) -> tuple[list[dict], int]:
+    """Remove ``token`` typed inside text parts (a question quoting "<image>"), which would otherwise add a
+    placeholder without an image; returns the cleaned copy and how many were removed."""
+    removed, out = 0, []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if part.get("type") == "text" and token in part.get("text", ""):
+                    removed += part["text"].count(token)
+                    part = {**part, "text": part["text"].replace(token, "")}
+                parts.append(part)
+            message = {**message, "content": parts}
+        out.append(message)
+    return out, removed
 
 
 def _drop_image_parts(messages: list[dict], keep: int) -> list[dict]:

@@ -63,6 +63,23 @@ def test_max_images_and_bad_images_are_counted(model_and_processor):
     assert out[2] is None and out[0] is not None
 
 
+def test_one_bad_item_costs_only_itself(model_and_processor):
+    model, processor = model_and_processor
+    requests = _requests([1, 1, 1])
+    good = {r.key: r for r in requests}
+    # Two image parts but one image: the processor rejects the whole batch, so items are retried one by one.
+    broken = requests[1].messages[0]["content"]
+    requests[1] = GenerationRequest("1", [{"role": "user", "content": [{"type": "image"}, *broken]}], requests[1].images)
+    # A question quoting the placeholder text would add a phantom image slot: it is removed and counted.
+    requests.append(GenerationRequest("3", [{"role": "user", "content": [{"type": "text", "text": "What is <image>?"}]}]))
+    options = GenerationOptions(batch_size=4, max_new_tokens=3)
+    out, errors = batched_generate(model, processor, requests, options, progress=False)
+    assert out[1] is None and all(isinstance(out[i], str) for i in (0, 2, 3))
+    assert errors == {"generation error (ValueError)": 1, "literal image tokens removed from text": 1}
+    alone, _ = batched_generate(model, processor, [good["0"], good["2"]], options, progress=False)
+    assert [out[0], out[2]] == alone
+
+
 def test_cache_ignores_torn_last_line(tmp_path):
     path = tmp_path / "cache.jsonl"
     PredictionCache(path).put_many([("a", "yes"), ("b", "no")])
