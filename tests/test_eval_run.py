@@ -69,9 +69,11 @@ def test_one_bad_item_costs_only_itself(model_and_processor):
     good = {r.key: r for r in requests}
     # Two image parts but one image: the processor rejects the whole batch, so items are retried one by one.
     broken = requests[1].messages[0]["content"]
-    requests[1] = GenerationRequest("1", [{"role": "user", "content": [{"type": "image"}, *broken]}], requests[1].images)
+    requests[1] = GenerationRequest("1", [{"role": "user", "content": [{"type": "image"}, *broken]}],
+                                    requests[1].images)
     # A question quoting the placeholder text would add a phantom image slot: it is removed and counted.
-    requests.append(GenerationRequest("3", [{"role": "user", "content": [{"type": "text", "text": "What is <image>?"}]}]))
+    quoting = [{"role": "user", "content": [{"type": "text", "text": "What is <image>?"}]}]
+    requests.append(GenerationRequest("3", quoting))
     options = GenerationOptions(batch_size=4, max_new_tokens=3)
     out, errors = batched_generate(model, processor, requests, options, progress=False)
     assert out[1] is None and all(isinstance(out[i], str) for i in (0, 2, 3))
