@@ -44,7 +44,16 @@ def _rows(n: int, size: int, seed: int) -> list[dict]:
 
 
 def _own_peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # ru_maxrss is KiB on Linux
+    """Peak resident memory of this process. Linux keeps ``ru_maxrss`` across exec (a spawned child would inherit the
+    parent's peak), so read the high-water mark of this address space, VmHWM, where it exists."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
 def _time_rules(data_dir: str, n_proc: int) -> dict:
