@@ -24,6 +24,10 @@ def model_index(model_name: str, benchmarks: dict[str, dict], specs: dict) -> li
             if key in metrics:
                 values.append({"type": "accuracy", "name": f"{spec.pretty} {label} accuracy",
                                "value": float(metrics[key]["accuracy"])})
+        for lang, group in metrics.get("by_lang", {}).items():
+            values.append(
+                {"type": "accuracy", "name": f"{spec.pretty} ({lang}) accuracy", "value": float(group["accuracy"])}
+            )
         for kind, group in metrics.get("by_kind", {}).items():
             values.append(
                 {"type": "accuracy", "name": f"{spec.pretty} {kind} accuracy", "value": float(group["accuracy"])}
@@ -51,6 +55,11 @@ def markdown_table(model_name: str, benchmarks: dict[str, dict], specs: dict) ->
             f"| {specs[name].pretty} | {m['num_items']} | {_pct(m['accuracy'])} | {_pct(closed)} | {_pct(opened)} "
             f"| {m['unparsed']} | {m.get('unjudged', 0)} |"
         )
+    for name, m in benchmarks.items():
+        # Languages get their own rows (SLAKE en / zh), as the published tables report them.
+        for lang, group in m.get("by_lang", {}).items():
+            lines.append(f"| {specs[name].pretty} ({lang}) | {group['num_items']} | {_pct(group['accuracy'])} | - | - "
+                         f"| {group['unparsed']} | {group.get('unjudged', 0)} |")
     kinds = {n: m for n, m in benchmarks.items() if m.get("chance")}
     if kinds:
         lines += ["", "| benchmark | kind | items | accuracy | chance |", "|---|---|---:|---:|---:|"]
