@@ -178,3 +178,21 @@ def test_judge_through_stub_endpoint(tmp_path):
     assert metrics["accuracy"] == pytest.approx(2 / 3)  # left lung + the yes/no item over three scored items
     identity = judge_identity(client)
     assert identity["model"] == "judge-stub" and identity["prompt"] == JUDGE_PROMPT and "1" in identity["verdict"]
+
+
+def test_report_rows_and_model_index_per_language(tmp_path):
+    from infimed.evaluation.benchmarks import BENCHMARKS
+    from infimed.evaluation.report import markdown_table, model_index, plot_results
+
+    items = [yn(answer=a, benchmark="slake", i=i, prompt_type="close_ended") for i, a in enumerate(["yes", "否", "no"])]
+    for item, lang in zip(items, ["en", "zh", "en"]):
+        item.category["lang"] = item.lang = lang
+    metrics = aggregate_metrics(scored(items, ["yes", "否", "abnormal"]), items)
+    assert metrics["by_lang"]["en"]["accuracy"] == 0.5 and metrics["by_lang"]["zh"]["accuracy"] == 1.0
+    table = markdown_table("m", {"slake": metrics}, BENCHMARKS)
+    assert "| SLAKE (en) | 2 | 50.00 |" in table and "| SLAKE (zh) | 1 | 100.00 |" in table
+    [entry] = model_index("m", {"slake": metrics}, BENCHMARKS)
+    names = {m["name"]: m["value"] for m in entry["metrics"]}
+    assert names["SLAKE (zh) accuracy"] == 1.0 and names["SLAKE accuracy"] == pytest.approx(2 / 3)
+    assert entry["dataset"] == {"name": "SLAKE", "type": "BoKelvin/SLAKE", "split": "test"}
+    assert plot_results("m", {"slake": metrics}, BENCHMARKS, tmp_path / "r.png").stat().st_size > 1000
