@@ -109,3 +109,12 @@ def test_collator_pad_to_multiple_and_text_only_batch():
     batch = DataCollatorForPackedVisionLanguageModeling(None, pad_token_id=0, pad_to_multiple_of=8)(rows)
     assert batch["input_ids"].shape == (1, 8) and "pixel_values" not in batch
     assert batch["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 2, 3, 4]
+
+
+def test_collator_flatten_makes_one_row_without_padding():
+    rows = [[{"input_ids": [1, 2, 3], "labels": [1, 2, 3], "images": []}],
+            [{"input_ids": [4, 5], "labels": [4, 5], "images": []}]]
+    batch = DataCollatorForPackedVisionLanguageModeling(None, pad_token_id=0, flatten=True)(rows)
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert batch["labels"].tolist() == [[-100, 2, 3, -100, 5]]

@@ -138,3 +138,20 @@ def test_no_cross_sample_attention(qwen):
             alone = _alone(model, image_processor, s).logits[0]
         torch.testing.assert_close(base[0, start:start + n], alone, atol=1e-5, rtol=0)
         start += n
+
+
+def test_trl_fused_loss_path_takes_mrope_positions():
+    """The trainer's loss path (TRL's fused LM head through `model.model`) gives the model's own packed loss."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    model, image_processor = build_tiny_qwen()
+    samples = _samples(image_processor)
+    collator = DataCollatorForPackedVisionLanguageModeling(image_processor, pad_token_id=0, image_token_id=IMAGE,
+                                                           rope_index_fn=find_rope_index_fn(model))
+    batch = collator([samples[:2], samples[2:]])
+    batch.pop(PACKING_STATS_KEY)
+    with torch.no_grad():
+        reference = model(**batch, use_cache=False).loss
+        add_fused_lm_head(model)
+        fused = model(**batch, fused_lm_head=True).loss
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=0)

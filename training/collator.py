@@ -71,6 +71,8 @@ class DataCollatorForPackedVisionLanguageModeling:
         image_token_id: the image placeholder token; needed for M-RoPE.
         rope_index_fn: the model's `get_rope_index` for M-RoPE models (Qwen2-VL family), else `None`.
         pad_to_multiple_of: pad the row length up to a multiple of this (tensor-core friendly shapes).
+        flatten: concatenate the batch's rows into one row of shape (1, total): flash-attention varlen splits
+            samples only at `position_ids == 0` inside a single row, and this also removes the pad tail.
     """
 
     image_processor: Callable[..., Any] | None
@@ -78,11 +80,14 @@ class DataCollatorForPackedVisionLanguageModeling:
     image_token_id: int | None = None
     rope_index_fn: Callable[..., Any] | None = None
     pad_to_multiple_of: int | None = None
+    flatten: bool = False
     return_tensors: str = "pt"
 
     def __call__(self, rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
         if rows and isinstance(rows[0], dict):
             rows = [row["samples"] for row in rows]
+        if self.flatten:
+            rows = [[sample for row in rows for sample in row]]
         lengths = [sum(len(s["input_ids"]) for s in row) for row in rows]
         width = max(lengths)
         if self.pad_to_multiple_of:

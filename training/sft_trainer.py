@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from trl import SFTTrainer
 
 from .collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
@@ -128,13 +129,18 @@ class InfiMedSFTTrainer(SFTTrainer):
                 "`eval_packing=False` with packed multimodal training is not supported: eval batches use the same "
                 "packed collator. Leave `eval_packing` unset (or True)."
             )
+        attn = str(getattr(unwrapped.config, "_attn_implementation", None) or "")
         self.data_collator = DataCollatorForPackedVisionLanguageModeling(
             image_processor=getattr(self.processing_class, "image_processor", None),
             pad_token_id=self._tokenizer.pad_token_id,
             image_token_id=image_token_id,
             rope_index_fn=find_rope_index_fn(self.model),
             pad_to_multiple_of=args.pad_to_multiple_of,
+            flatten="flash" in attn,  # flash-attention varlen finds samples only inside one flattened row
         )
+        # Logged once, with the first training log (TRL clears its metric buffers after each log).
+        for reason, n in self.dropped_samples.items():
+            self._metrics["train"][f"dropped_{reason}"].append(float(n))
 
     def _set_signature_columns_if_needed(self):
         # Items of a `PackedDataset` carry one key, "samples"; Trainer's column filter must keep it.
@@ -160,5 +166,13 @@ class InfiMedSFTTrainer(SFTTrainer):
             self._metrics[mode]["packing_efficiency"].append(stats["real_tokens"] / max(stats["slots"], 1))
             self._metrics[mode]["images_per_row"].append(stats["images"] / max(stats["rows"], 1))
             self._metrics[mode]["samples_per_row"].append(stats["samples"] / max(stats["rows"], 1))
-        return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
+        counted_before = self._total_train_tokens
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if stats is not None and self.model.training:
+            # TRL counts `position_ids.size(1)` tokens per rank (one flattened row); packed batches know their real
+            # token count, which also holds for (B, S) rows and M-RoPE's (4, B, S) positions.
+            device = inputs["input_ids"].device
+            real = self.accelerator.gather_for_metrics(torch.tensor(stats["real_tokens"], device=device)).sum()
+            self._total_train_tokens = counted_before + int(real.item())
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return out
