@@ -117,3 +117,16 @@ def test_bad_schema_raises(tmp_path):
         C.read_vqa_rad(str(tmp_path / "test.parquet"))
     with pytest.raises(ValueError, match="kind"):
         C.MedRecord(id="x", images=[], question="q", options=[], answer="a", kind="essay")
+
+
+def test_letter_for_forms():
+    options = ["T. gondii", "CT", "MRI"]
+    assert C.letter_for("b", options) == "B"
+    assert C.letter_for("ct.", options) == "B"
+    assert C.letter_for("T. gondii", options) == "A"  # an option text that looks lettered
+    assert C.letter_for("(C) MRI", options) == "C" and C.letter_for("C:", options) == "C"
+    assert C.letter_for("B: MRI", options) is None  # letter and text disagree: not guessed
+    assert C.letter_for("D", options) is None and C.letter_for(3, options) is None
+    from infimed.data.converters.records import strip_option_prefix
+
+    assert strip_option_prefix("A:CT ", "A") == "CT" and strip_option_prefix("T. gondii", "A") == "T. gondii"

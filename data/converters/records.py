@@ -63,24 +63,35 @@ def infer_closed_kind(answer: Any) -> str:
 _OPTION_PREFIX = re.compile(r"^\s*\(?([A-Za-z])[\.:\)]\s*")
 
 
-def strip_option_prefix(text: str) -> str:
-    """``"A: CT"`` / ``"(B) MRI"`` / ``"C. PET"`` -> the bare option text."""
-    return _OPTION_PREFIX.sub("", text, count=1).strip()
+def strip_option_prefix(text: str, letter: str | None = None) -> str:
+    """``"A: CT"`` / ``"(B) MRI"`` / ``"C. PET"`` -> the bare option text. With ``letter`` given, only that letter's
+    prefix is removed, so an option such as ``"T. gondii"`` in position A keeps its text."""
+    match = _OPTION_PREFIX.match(text)
+    if match and (letter is None or match.group(1).upper() == letter.upper()):
+        return text[match.end() :].strip()
+    return text.strip()
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".")
 
 
 def letter_for(answer: Any, options: list[str]) -> str | None:
-    """The option letter ``answer`` denotes: a letter in range, or an option text (case/space-insensitive)."""
+    """The option letter ``answer`` denotes: a letter in range, an option text (case/space-insensitive), or a
+    lettered form such as ``"B: CT"`` / ``"(B)"`` whose letter is in range (and whose text, if any, is option B's)."""
     if not isinstance(answer, str):
         return None
     raw = answer.strip()
-    bare = strip_option_prefix(raw) if _OPTION_PREFIX.match(raw) else raw
-    if len(raw) == 1 and raw.upper() in LETTERS[: len(options)]:
+    letters = LETTERS[: len(options)]
+    if len(raw) == 1 and raw.upper() in letters:
         return raw.upper()
-    wanted = " ".join(bare.lower().split()).rstrip(".")
     for i, option in enumerate(options):
-        if " ".join(option.lower().split()).rstrip(".") == wanted:
+        if _norm(option) == _norm(raw):
             return LETTERS[i]
     match = _OPTION_PREFIX.match(raw)
-    if match and match.group(1).upper() in LETTERS[: len(options)]:
-        return match.group(1).upper()
+    if match and match.group(1).upper() in letters:
+        letter = match.group(1).upper()
+        rest = raw[match.end() :].strip()
+        if not rest or _norm(rest) == _norm(options[letters.index(letter)]):
+            return letter
     return None
