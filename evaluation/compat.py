@@ -137,18 +137,23 @@ def compat_multiple_choice(item: EvalItem, response: str) -> tuple[bool, str | N
 
 
 def compat_mmmu_choice(item: EvalItem, response: str, rng: random.Random) -> tuple[bool, str | None, str | None]:
-    """MMMU's parser: "(A)" / "A " / option text; the last one mentioned wins; nothing found -> a random option."""
+    """MMMU's parser: "(A)" / " A " (case-sensitive), else option text in a long answer; the last one mentioned
+    wins; nothing found -> a random option (seeded)."""
     letters = option_letters(len(item.options))
-    text = " " + compat_parse(response).strip(" ,.!?;:'") + " "
+    text = response or ""
+    tags = re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)
+    text = " ".join(tags) if tags else text
+    boxed = _last_boxed(text)
+    text = " " + (boxed if boxed is not None else text).strip(" ,.!?;:'") + " "
     positions: dict[str, int] = {}
     for letter in letters:
-        for pattern in (f"({letter.lower()})", f" {letter.lower()} ", f" {letter.lower()}."):
+        for pattern in (f"({letter})", f" {letter} ", f" {letter}."):
             pos = text.rfind(pattern)
             if pos >= 0:
                 positions[letter] = max(positions.get(letter, -1), pos)
     if not positions and len(text.split()) > 5:
         for letter, option in zip(letters, item.options):
-            pos = text.rfind(option.lower())
+            pos = text.lower().rfind(option.lower())
             if pos >= 0:
                 positions[letter] = pos
     if not positions:
