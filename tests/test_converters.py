@@ -130,3 +130,13 @@ def test_letter_for_forms():
     from infimed.data.converters.records import strip_option_prefix
 
     assert strip_option_prefix("A:CT ", "A") == "CT" and strip_option_prefix("T. gondii", "A") == "T. gondii"
+
+
+def test_prompts_use_the_evaluation_instructions():
+    from infimed.evaluation.prompts import INSTRUCTIONS
+
+    zh_closed = C.MedRecord(id="z", images=[], question="肺部健康吗？", options=[], answer="否", kind="open",
+                            answer_type="CLOSED", lang="zh")
+    assert C.format_prompt(zh_closed).endswith(INSTRUCTIONS[("zh", "close_ended")][0])
+    yes_no = C.MedRecord(id="y", images=[], question="Is it normal?", options=[], answer="yes", kind="yes_no")
+    assert C.format_prompt(yes_no) == "Is it normal?\n" + INSTRUCTIONS[("en", "judgement")][0]

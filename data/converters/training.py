@@ -4,8 +4,9 @@ Columns: ``id``, ``images`` (list of ``datasets.Image``), ``messages`` (TRL chat
 part per image at the start of the first user turn, assistant answer last), ``kind``, ``question``, ``answer``,
 ``options``, ``source``; plus ``lang`` and ``answer_type`` when ``with_extras=True``.
 
-Prompts follow the MedEvalKit instruction sentences (see shared/DESIGN.md section 2) so a model trained on them is
-asked the same way it will be evaluated:
+Instruction sentences come from ``infimed.evaluation.prompts.INSTRUCTIONS`` (MedEvalKit's wording, English or
+Chinese by ``record.lang``), so a model is trained with the sentence it will be evaluated with; the option layout is
+the demo data's:
 
     What organ is shown?
     Options:
@@ -20,31 +21,33 @@ from typing import Any
 
 from .records import LETTERS, MedRecord
 
-__all__ = ["INSTRUCTIONS", "format_prompt", "format_target", "to_training_example", "records_to_dataset",
-           "training_features"]
+__all__ = ["CAPTION_INSTRUCTION", "instruction_for", "format_prompt", "format_target", "to_training_example",
+           "records_to_dataset", "training_features"]
 
-INSTRUCTIONS = {
-    "multiple_choice": "Answer with the option's letter from the given choices directly.",
-    "yes_no": "Please output 'yes' or 'no'(no extra output).",
-    "closed": "Answer the question using a single word or phrase.",
-    "open": "Please answer the question concisely.",
-    "caption": "Describe the findings in this medical image.",
-}
+CAPTION_INSTRUCTION = "Describe the findings in this medical image."
+# record kind (or CLOSED answer type) -> MedEvalKit prompt type
+_PROMPT_TYPE = {"multiple_choice": "multiple_choice", "yes_no": "judgement", "closed": "close_ended",
+                "open": "open_ended"}
+
+
+def instruction_for(kind: str, lang: str = "en") -> str:
+    """The evaluation harness's direct-answer instruction for a record kind (``"closed"`` for CLOSED open items)."""
+    from infimed.evaluation.prompts import INSTRUCTIONS
+
+    prompt_type = _PROMPT_TYPE[kind]
+    return INSTRUCTIONS.get((lang, prompt_type), INSTRUCTIONS[("en", prompt_type)])[0]
 
 
 def format_prompt(record: MedRecord) -> str:
     """The user text (without image placeholders) for one record."""
+    question = record.question.strip()
     if record.kind == "multiple_choice":
-        lines = [record.question.strip(), "Options:"]
-        lines += [f"{LETTERS[i]}. {text}" for i, text in enumerate(record.options)]
-        return "\n".join(lines + [INSTRUCTIONS["multiple_choice"]])
-    if record.kind == "yes_no":
-        return f"{record.question.strip()}\n{INSTRUCTIONS['yes_no']}"
+        lines = [question, "Options:"] + [f"{LETTERS[i]}. {text}" for i, text in enumerate(record.options)]
+        return "\n".join(lines + [instruction_for("multiple_choice", record.lang)])
     if record.kind == "caption":
-        return record.question.strip() or INSTRUCTIONS["caption"]
-    if record.answer_type == "CLOSED":
-        return f"{record.question.strip()}\n{INSTRUCTIONS['closed']}"
-    return record.question.strip()  # open questions are trained on as asked; eval adds its own instruction
+        return question or CAPTION_INSTRUCTION
+    kind = "closed" if record.kind == "open" and record.answer_type == "CLOSED" else record.kind
+    return f"{question}\n{instruction_for(kind, record.lang)}"
 
 
 def format_target(record: MedRecord) -> str:
