@@ -31,6 +31,7 @@ import logging
 import os
 import time
 import urllib.parse
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,19 @@ def image_part(image: Any, format: str = "PNG") -> dict:
     return {"type": "image_url", "image_url": {"url": f"data:image/{format.lower()};base64,{data}"}}
 
 
+def _content_digest(obj: Any) -> str:
+    """JSON stand-in for non-JSON message content (raw bytes, PIL images, paths): a digest of the content itself."""
+    if isinstance(obj, (bytes, bytearray)):
+        return "bytes:" + hashlib.sha256(obj).hexdigest()
+    if hasattr(obj, "tobytes") and hasattr(obj, "size"):  # PIL image (or array): pixels and shape
+        return f"pixels:{getattr(obj, 'mode', '')}:{obj.size}:" + hashlib.sha256(obj.tobytes()).hexdigest()
+    return f"{type(obj).__name__}:{obj}"
+
+
 def cache_key(model: str, messages: list[dict], params: dict) -> str:
     """SHA-256 of the model name, messages and sampling params: equal content, equal key, whatever the dict order."""
-    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False)
+    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False,
+                         default=_content_digest)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -103,7 +114,7 @@ class _DiskCache:
             return
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{uuid.uuid4().hex}")
         tmp.write_text(json.dumps({"text": text}, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)  # atomic, so concurrent writers never leave a torn file
 

@@ -147,3 +147,13 @@ def test_local_client_with_tiny_model(tmp_path):
     again = client.complete(requests)
     assert [r.text for r in again] == [r.text for r in results] and all(r.cached for r in again)
     assert client.identity()["kind"] == "local"
+
+
+def test_cache_key_of_inline_images():
+    from PIL import Image
+
+    red, blue = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "blue")
+    msg = lambda img: [{"role": "user", "content": [{"type": "image", "image": img}]}]  # noqa: E731
+    assert cache_key("m", msg(red), {}) == cache_key("m", msg(red.copy()), {})
+    assert cache_key("m", msg(red), {}) != cache_key("m", msg(blue), {})
+    assert cache_key("m", msg(b"\x00"), {}) != cache_key("m", msg(b"\x01"), {})
