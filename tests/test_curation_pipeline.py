@@ -99,6 +99,8 @@ def test_counts_conserved_and_reasons(baseline):
     assert report["input"] == 17 == report["kept"] + report["dropped"] == len(kept) + len(dropped)
     assert sum(report["dropped_by_reason"].values()) == report["dropped"]
     assert dropped == EXPECTED_DROPS
+    details = {d["id"]: d["details"] for d in map(json.loads, Path(out, "dropped.jsonl").read_text().splitlines())}
+    assert details["zero-byte"] and "image 0" in details["zero-byte"][0]  # the loader's reason travels with the drop
     assert set(kept["id"]) == {f"good{i}" for i in range(6)} | {"same-image-new-question", "text-a"}
     assert report["dedup"]["exact"] == 2 and report["dedup"]["near_image"] == 1
     assert report["decontamination"]["image"] == 1 and report["decontamination"]["question"] == 1

@@ -224,7 +224,8 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
                         writer.add(_output_row(row, src.name, result))
                     else:
                         dropped_log.write(json.dumps({"id": str(row.get("id")), "source": src.name, "reason": reason,
-                                                      "flags": result.flags}, ensure_ascii=False) + "\n")
+                                                      "flags": result.flags, "details": result.details},
+                                                     ensure_ascii=False) + "\n")
                 n_src += len(rows)
                 progress(f"[curate] {src.name}: {n_src} rows scored, {report.kept[src.name]} kept so far")
     finally:

@@ -53,6 +53,7 @@ class RuleResult:
     flags: list[str] = field(default_factory=list)
     exact_hashes: list[str] = field(default_factory=list)
     dhashes: list[int] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # error messages behind zero scores (e.g. why an image failed)
 
 
 def exact_image_hash(img) -> str:
@@ -246,7 +247,8 @@ def _final_turn_agrees(text: str, answer: str, kind: str, options) -> dict[str, 
     return {} if match.correct else {"assistant_contradicts_answer": 0.0}
 
 
-def _decode_images(images: Any, rules: ImageRules, hash_size: int) -> tuple[list[ImageStats], dict[str, float]]:
+def _decode_images(images: Any, rules: ImageRules, hash_size: int, details: list[str]):
+    """(per-image stats, failure checks); failure messages go to ``details``."""
     from infimed.processing.image_io import load_image
 
     if images is None:
@@ -257,13 +259,14 @@ def _decode_images(images: Any, rules: ImageRules, hash_size: int) -> tuple[list
     for i, obj in enumerate(images):
         if obj is None:
             failures["missing_image"] = 0.0
+            details.append(f"image {i}: missing (None)")
             continue
         try:
             img = load_image(obj)
-        except Exception:  # noqa: BLE001 - ImageLoadError, PIL DecompressionBombError, odd types: all undecodable
+            stats.append(ImageStats(image_checks(img, rules), exact_image_hash(img), dhash(img, hash_size)))
+        except Exception as exc:  # noqa: BLE001 - ImageLoadError, DecompressionBombError, odd types: all undecodable
             failures["undecodable"] = 0.0
-            continue
-        stats.append(ImageStats(image_checks(img, rules), exact_image_hash(img), dhash(img, hash_size)))
+            details.append(f"image {i}: {type(exc).__name__}: {exc}"[:300])
     return stats, failures
 
 
@@ -273,11 +276,12 @@ def _dimension(checks: dict[str, float], name: str, flags: list[str]) -> float:
 
 
 def score_sample(row: dict, image_rules: ImageRules, text_rules: TextRules, answer_rules: AnswerRules,
-                 hash_size: int = 8) -> RuleResult:
+                 hash_size: int = 16) -> RuleResult:
     """Rule scores of one row; ``flags`` lists every imperfect check, worst first within each dimension."""
     flags: list[str] = []
+    details: list[str] = []
     images = row.get("images")
-    stats, failures = _decode_images(images, image_rules, hash_size)
+    stats, failures = _decode_images(images, image_rules, hash_size, details)
     n_images = len(images) if isinstance(images, (list, tuple)) else 0
     if n_images == 0 and not failures:
         image_score = None  # text-only sample: not applicable
@@ -289,13 +293,16 @@ def score_sample(row: dict, image_rules: ImageRules, text_rules: TextRules, answ
         text_score = _dimension(text_checks(row, text_rules), "text_quality", flags)
     except Exception as exc:  # noqa: BLE001 - malformed structures count as bad text, never crash a batch
         text_score, flags = 0.0, flags + [f"text_quality:malformed_{type(exc).__name__}"]
+        details.append(f"text: {type(exc).__name__}: {exc}"[:300])
     try:
         answer_score = _dimension(answer_checks(row, n_images, answer_rules), "answer_validity", flags)
     except Exception as exc:  # noqa: BLE001 - same reason as above
         answer_score, flags = 0.0, flags + [f"answer_validity:malformed_{type(exc).__name__}"]
+        details.append(f"answer: {type(exc).__name__}: {exc}"[:300])
     return RuleResult(
         scores={"image_quality": image_score, "text_quality": text_score, "answer_validity": answer_score},
         flags=flags,
         exact_hashes=[s.exact for s in stats],
         dhashes=[s.dhash for s in stats],
+        details=details,
     )
