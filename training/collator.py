@@ -73,6 +73,7 @@ class DataCollatorForPackedVisionLanguageModeling:
         pad_to_multiple_of: pad the row length up to a multiple of this (tensor-core friendly shapes).
         flatten: concatenate the batch's rows into one row of shape (1, total): flash-attention varlen splits
             samples only at `position_ids == 0` inside a single row, and this also removes the pad tail.
+        max_length: the packer's token budget per row; only for the `budget_slots` figure in the packing stats.
     """
 
     image_processor: Callable[..., Any] | None
@@ -81,6 +82,7 @@ class DataCollatorForPackedVisionLanguageModeling:
     rope_index_fn: Callable[..., Any] | None = None
     pad_to_multiple_of: int | None = None
     flatten: bool = False
+    max_length: int | None = None
     return_tensors: str = "pt"
 
     def __call__(self, rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -145,6 +147,8 @@ class DataCollatorForPackedVisionLanguageModeling:
         batch[PACKING_STATS_KEY] = {
             "real_tokens": int(sum(lengths)),
             "slots": int(batch_size * width),
+            # slots of the packing budget: the fill figure that does not depend on how the batch was padded
+            "budget_slots": int(len(rows) * self.max_length) if self.max_length and not self.flatten else None,
             "images": len(images),
             "rows": batch_size,
             "samples": int(sum(len(row) for row in rows)),

@@ -137,6 +137,7 @@ class InfiMedSFTTrainer(SFTTrainer):
             rope_index_fn=find_rope_index_fn(self.model),
             pad_to_multiple_of=args.pad_to_multiple_of,
             flatten="flash" in attn,  # flash-attention varlen finds samples only inside one flattened row
+            max_length=args.max_length,
         )
         # Logged once, with the first training log (TRL clears its metric buffers after each log).
         for reason, n in self.dropped_samples.items():
@@ -162,8 +163,9 @@ class InfiMedSFTTrainer(SFTTrainer):
         stats = inputs.pop(PACKING_STATS_KEY, None)
         if stats is not None:
             mode = "train" if self.model.training else "eval"
-            # Per-step figures of the batch actually run: real tokens / token slots, images and samples per row.
-            self._metrics[mode]["packing_efficiency"].append(stats["real_tokens"] / max(stats["slots"], 1))
+            # Per-step figures: real tokens / token slots of the rows' budget, images and samples per row.
+            slots = stats.get("budget_slots") or stats["slots"]
+            self._metrics[mode]["packing_efficiency"].append(stats["real_tokens"] / max(slots, 1))
             self._metrics[mode]["images_per_row"].append(stats["images"] / max(stats["rows"], 1))
             self._metrics[mode]["samples_per_row"].append(stats["samples"] / max(stats["rows"], 1))
         counted_before = self._total_train_tokens

@@ -98,12 +98,21 @@ def load_stage_datasets(specs, seed: int):
     """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`."""
     from infimed.data.mixing import MixSource, mix_sources
 
+    loaded = [_training_columns(_where(_load_one(spec, seed), spec.where, spec.label)) for spec in specs]
+    # Sources are concatenated, so they keep only the columns they all have (`images` is added where missing).
+    common = set.intersection(*(set(d.column_names) for d in loaded))
     sources = []
-    for i, spec in enumerate(specs):
-        dataset = _where(_load_one(spec, seed), spec.where, spec.label)
+    for i, (spec, dataset) in enumerate(zip(specs, loaded)):
         # mix_sources needs unique names; two selections of one folder get their position appended
         name = spec.label if sum(s.label == spec.label for s in specs) == 1 else f"{spec.label}#{i}"
-        sources.append(MixSource(_training_columns(dataset), name, weight=spec.weight, count=spec.count))
+        dataset = dataset.select_columns([c for c in loaded[0].column_names if c in common])
+        if sources and dataset.features != sources[0].dataset.features:
+            try:  # e.g. `text: null` vs absent in image blocks: same data, different inferred schema
+                dataset = dataset.cast(sources[0].dataset.features)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"Dataset {name!r} cannot be mixed with {sources[0].name!r}: their columns have "
+                                 f"different types ({err}). Convert both to the TRL vision format first.") from err
+        sources.append(MixSource(dataset, name, weight=spec.weight, count=spec.count))
     return mix_sources(sources, seed=seed)
 
 
