@@ -258,3 +258,10 @@ def test_converter_source_in_config(tmp_path):
     report = run_curation(config, tmp_path / "out", progress=lambda _: None)
     # fixture figures are 16 px gradients: scored low on resolution (0.25) and dropped with that reason
     assert report["input"] == 2 and report["dropped_by_reason"] == {"image_quality:low_resolution": 2}
+
+
+def test_shipped_recipes_parse():
+    recipes = Path(__file__).resolve().parents[1] / "recipes" / "curation"
+    for path in sorted(recipes.glob("*.yaml")):
+        config = CurationConfig.from_yaml(path)  # validates every key and value
+        assert config.sources, path
