@@ -5,8 +5,8 @@ mediastinum and heart, noise; lesions are round blobs inside the lungs, bright (
 classes, in the upper or lower zone of either lung. Sides follow the radiological convention: the patient's LEFT lung
 is on the image's RIGHT (x > 32), as on a posteroanterior radiograph.
 
-The signal is deliberately strong (lesion contrast 0.25-0.55 on a [0, 1] scale against noise of 0.02, radii
-2.5-7 px, i.e. most of one 8 x 8 vision patch or more) so that a tiny vision-language model learns it in minutes.
+The signal is deliberately strong (lesion contrast 0.26-0.55 on a [0, 1] scale against noise of 0.02, radii
+3-7 px, i.e. most of one 8 x 8 vision patch or more) so that a tiny vision-language model learns it in minutes.
 
     >>> rng = np.random.default_rng(0)
     >>> anatomy = sample_anatomy(rng)
@@ -45,13 +45,16 @@ SIDES = ("left", "right")  # the patient's side
 ZONES = ("upper", "lower")
 SIZE_CLASSES = ("small", "medium", "large")
 # Radius ranges in pixels with gaps between classes so the size class is unambiguous in the image.
-SIZE_RADII = {"small": (2.5, 3.2), "medium": (4.0, 5.0), "large": (5.8, 7.0)}
+SIZE_RADII = {"small": (3.0, 3.6), "medium": (4.4, 5.2), "large": (6.0, 7.0)}
 APPEARANCES = ("bright", "dark")
 _WORDS = ("no", "one", "two", "three", "four")
 # Minimum gap (px) between two lesion rims: keeps lesions countable.
 _LESION_GAP = 1.5
 # Distance (px) of a lesion centre from the lung's mid line, so its zone is unambiguous.
 _ZONE_MARGIN = 2.0
+# Bright lesions are 4x as common as dark ones, as opacities are in real radiographs (and dark blobs on dark lungs
+# are the hardest case for a tiny model).
+_DARK_SHARE = 0.2
 # Heart shadow: centre and semi-axes (px), left of the patient's midline (image right of centre).
 _HEART_X, _HEART_Y, _HEART_A, _HEART_B = IMAGE_SIZE / 2 + 4, 44.0, 8.0, 7.0
 
@@ -151,12 +154,11 @@ def sample_lesions(
                 side = pick(sides, i) or str(rng.choice(SIDES))
                 zone = pick(zones, i) or str(rng.choice(ZONES))
                 size = pick(sizes, i) or str(rng.choice(SIZE_CLASSES if count == 1 else SIZE_CLASSES[:2]))
-                # Bright lesions are 3x as common as dark ones, as opacities are in real radiographs.
-                appearance = pick(appearances, i) or ("dark" if rng.random() < 0.25 else "bright")
+                appearance = pick(appearances, i) or ("dark" if rng.random() < _DARK_SHARE else "bright")
                 radius = float(rng.uniform(*SIZE_RADII[size]))
                 x, y = _place(rng, anatomy, side, zone, radius, lesions)
                 # Dark blobs get less amplitude room (lungs are already dark), so their range is shifted up.
-                contrast = float(rng.uniform(0.35, 0.55) if appearance == "bright" else rng.uniform(0.22, 0.28))
+                contrast = float(rng.uniform(0.35, 0.55) if appearance == "bright" else rng.uniform(0.26, 0.32))
                 lesions.append(Lesion(side, zone, size, appearance, x, y, radius, contrast))
             return lesions
         except _PlacementError:
