@@ -67,12 +67,13 @@ def test_grpo_stage_runs_and_counts_drops(tmp_path, demo_dir):
     summary = run_recipe(_recipe(tmp_path, demo_dir))
     stage = summary["stages"]["grpo"]
     assert stage["steps"] == 2 and stage["num_image_tokens"] == 16
-    assert stage["trainable_parameters"].get("vision", 0) == 0 and stage["trainable_parameters"].get("projector", 0) == 0
+    counts = stage["trainable_parameters"]
+    assert counts.get("vision", 0) == 0 and counts.get("projector", 0) == 0
     assert stage["trainable_parameters"]["llm"] > 0
 
     train = datasets.load_from_disk(str(demo_dir))["train"]
     expected = Counter(EXPECTED_REASON[r] for r in train["corrupted"] if r)
-    clean = [k for k, r in zip(train["kind"], train["corrupted"]) if not r]
+    clean = [k for k, r in zip(train["kind"], train["corrupted"], strict=True) if not r]
     expected["not_verifiable"] = clean.count("caption")  # captions need a judge, not a string match
     assert stage["dropped"] == dict(expected)
     assert stage["samples"] + sum(expected.values()) == len(train)

@@ -104,7 +104,10 @@ def test_accuracy_open(text, gold, expected):
 def test_accuracy_not_applicable_is_none():
     # Captions need a judge; an empty gold answer (a corrupted sample) cannot be verified.
     out = accuracy_reward(
-        ["<answer>x</answer>", "<answer>yes</answer>"], answer=["a report", ""], kind=["caption", "yes_no"], options=[[], []]
+        ["<answer>x</answer>", "<answer>yes</answer>"],
+        answer=["a report", ""],
+        kind=["caption", "yes_no"],
+        options=[[], []],
     )
     assert out == [None, None]
 
@@ -124,11 +127,13 @@ def test_reward_agrees_with_evaluation_scorer():
     ]
     texts = [
         "<think>x</think><answer>yes</answer>", "no", "No abnormality.", "The answer is (b)", "\\boxed{D}",
-        "<answer>pleural effusion</answer>", "<answer>Normal study</answer>", "left lung", "<answer>Left Lung.</answer>",
+        "<answer>pleural effusion</answer>", "<answer>Normal study</answer>", "left lung",
+        "<answer>Left Lung.</answer>",
         "I think yes", "B or C", "", "<think>A</think>",
     ]
     for kind, gold, options in cases:
-        got = accuracy_reward(texts, answer=[gold] * len(texts), kind=[kind] * len(texts), options=[options] * len(texts))
+        n = len(texts)
+        got = accuracy_reward(texts, answer=[gold] * n, kind=[kind] * n, options=[options] * n)
         expected = [float(answers.score_answer(t, gold, kind, options or None).correct) for t in texts]
         assert got == expected, (kind, gold)
     # ... and the reward module does not carry an extractor of its own.

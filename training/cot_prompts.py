@@ -39,8 +39,11 @@ COT_STYLES: dict[str, str] = {
 def build_teacher_text(style: str, question: str, kind: str, options: list[str] | None) -> str:
     """The text of the teacher request for one sample (the images are sent alongside as separate parts).
 
-    >>> print(build_teacher_text("general", "Is there a lesion?", "yes_no", []).splitlines()[-1])
-    The final answer must be exactly 'yes' or 'no'. Write your reasoning inside <think> </think> tags and then only the final answer inside <answer> </answer> tags, for example: <think>...</think><answer>...</answer>. Write nothing outside the tags.
+    >>> text = build_teacher_text("general", "Is there a lesion?", "multiple_choice", ["CT", "MRI"])
+    >>> print(text.splitlines()[2:6])
+    ['Question: Is there a lesion?', 'Options:', 'A. CT', 'B. MRI']
+    >>> text.splitlines()[-1].startswith("The final answer must be the letter of one option. Write your reasoning")
+    True
     """
     if style not in COT_STYLES:
         raise ValueError(f"Unknown chain-of-thought style {style!r}; choose from {sorted(COT_STYLES)}.")

@@ -51,7 +51,9 @@ class CoTTeacherConfig:
 
     kind: str = field(default="openai", metadata={"help": "`openai` (an OpenAI-compatible endpoint) or `local`."})
     model: str = field(default="", metadata={"help": "Model name at the endpoint, or local path / Hub id for `local`."})
-    base_url: str | None = field(default=None, metadata={"help": "Endpoint root with version, e.g. http://host:8000/v1."})
+    base_url: str | None = field(
+        default=None, metadata={"help": "Endpoint root with version, e.g. http://host:8000/v1."}
+    )
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key."})
     max_retries: int = field(default=3, metadata={"help": "Retries per request after the first attempt (bounded)."})
     # 120 s: a 72B teacher writing a 1024-token reflective trace takes tens of seconds under load.
@@ -177,7 +179,7 @@ def select_samples(dataset, selection: CoTSelectionConfig, seed: int) -> tuple[l
         if name not in columns:
             raise ValueError(f"CoT synthesis needs a `{name}` column (demo schema); the dataset has {sorted(columns)}.")
     corrupted = dataset["corrupted"] if "corrupted" in columns else [""] * len(dataset)
-    for i, (kind, answer, bad) in enumerate(zip(dataset["kind"], dataset["answer"], corrupted)):
+    for i, (kind, answer, bad) in enumerate(zip(dataset["kind"], dataset["answer"], corrupted, strict=True)):
         if bad:
             skipped["corrupted"] += 1
         elif not str(answer or "").strip():
@@ -257,7 +259,7 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
             # on endpoints that honour it, its own sample.
             batch = [requests[i][style] for i in order]
             results = client.complete(batch, seed=k)
-            for i, messages, result in zip(order, batch, results):
+            for i, messages, result in zip(order, batch, results, strict=True):
                 by_style[style]["candidates"] += 1
                 cached += int(result.cached)
                 if not result.ok:

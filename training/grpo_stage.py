@@ -11,7 +11,8 @@ Called by `infimed.training.recipe` as `run(stage, recipe, init_model, output_di
       max_steps: 20
       learning_rate: 5.0e-5
       per_device_train_batch_size: 8
-      grpo: {num_generations: 4, max_completion_length: 32, reward_funcs: [format, accuracy], reward_weights: [0.5, 1.0]}
+      grpo: {num_generations: 4, max_completion_length: 32, reward_funcs: [format, accuracy],
+             reward_weights: [0.5, 1.0]}
 
 Samples that cannot be rewarded or generated from are dropped before training and counted by reason in the summary
 (`bad_image`, `image_count_mismatch`, `empty_answer`, `not_verifiable`, `bad_gold_answer`, `prompt_too_long`, and
@@ -114,7 +115,7 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     image_tokens = getattr(processor, "num_image_tokens", None)
     tokenizer = getattr(processor, "tokenizer", processor)
     image_token = getattr(processor, "image_token", None)
-    prompts = prepare_grpo_dataset(dataset, args.format_instruction) if "prompt" not in dataset.column_names else dataset
+    prompts = prepare_grpo_dataset(dataset, args.format_instruction)  # unchanged if it already has `prompt`
 
     dropped: Counter = Counter()
     examples: dict[str, list[str]] = defaultdict(list)

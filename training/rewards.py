@@ -45,7 +45,8 @@ SCORED_KINDS = ("yes_no", "multiple_choice", "open", "closed")
 # Whole completion = one think block, then one non-empty answer block, nothing else but whitespace. The tempered
 # tokens `(?:(?!<tag>).)` forbid a second opening tag inside a block, so "<think><think>..." is malformed.
 _FORMAT_RE = re.compile(
-    r"\A\s*<think>(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>|<think>).)*\S(?:(?!</?answer>).)*</answer>\s*\Z",
+    r"\A\s*<think>(?:(?!</?think>).)*</think>"
+    r"\s*<answer>(?:(?!</?answer>|<think>).)*\S(?:(?!</?answer>).)*</answer>\s*\Z",
     re.DOTALL,
 )
 
@@ -97,8 +98,9 @@ def format_reward(completions: Sequence[Any], **kwargs) -> list[float]:
 def add_format_instruction(user_message: dict, instruction: str = ANSWER_FORMAT_INSTRUCTION) -> dict:
     """A copy of a TRL-style user turn with ``instruction`` appended as a last text block (no-op if empty).
 
-    >>> add_format_instruction({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}, "Fmt.")
-    {'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'Q?'}, {'type': 'text', 'text': '\\nFmt.'}]}
+    >>> user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q?"}]}
+    >>> add_format_instruction(user, "F.")["content"]
+    [{'type': 'image'}, {'type': 'text', 'text': 'Q?'}, {'type': 'text', 'text': '\\nF.'}]
     """
     content = user_message.get("content")
     if isinstance(content, str):
@@ -114,7 +116,9 @@ def _column(kwargs: dict, name: str, n: int, default: Any = None) -> list:
     if values is None:
         return [default] * n
     if len(values) != n:
-        raise ValueError(f"Reward column `{name}` has {len(values)} values for {n} completions; pass one per completion.")
+        raise ValueError(
+            f"Reward column `{name}` has {len(values)} values for {n} completions; pass one per completion."
+        )
     return list(values)
 
 
@@ -151,7 +155,7 @@ def accuracy_reward(
     kinds = _column({"kind": kind}, "kind", n, default="open")
     all_options = _column({"options": options}, "options", n, default=None)
     rewards: list[float | None] = []
-    for completion, gold, sample_kind, sample_options in zip(completions, golds, kinds, all_options):
+    for completion, gold, sample_kind, sample_options in zip(completions, golds, kinds, all_options, strict=True):
         if sample_kind not in SCORED_KINDS or gold is None or not str(gold).strip():
             rewards.append(None)
             continue
