@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 __all__ = ["blurred_png", "noise_png", "png", "row", "text_row"]
 

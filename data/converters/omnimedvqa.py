@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .records import LETTERS, MedRecord, letter_for
 from .sources import read_json_rows, resolve_files

@@ -7,7 +7,6 @@ included, kept verbatim) is ``open`` with the official ``answer_type`` kept, so 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .records import MedRecord, normalize_yes_no
 from .sources import find_image_root, read_json_rows, resolve_files
