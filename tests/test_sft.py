@@ -196,7 +196,8 @@ def test_trainer_counts_dropped_samples_and_strict_mode_raises(tmp_path, process
 def test_trainer_loss_equals_unpacked_loss(tmp_path, processor):
     """The training path (TRL's fused LM head, token-weighted) gives the unpacked loss on a packed batch."""
     model = _model()
-    trainer = InfiMedSFTTrainer(model=model, args=_args(tmp_path), train_dataset=make_vqa_dataset(10, seed=4),
+    trainer = InfiMedSFTTrainer(model=model, args=_args(tmp_path, prediction_loss_only=True),
+                                train_dataset=make_vqa_dataset(10, seed=4), eval_dataset=make_vqa_dataset(6, seed=8),
                                 processing_class=processor)
     rows = [trainer.train_dataset[i]["samples"] for i in range(len(trainer.train_dataset))]
     batch = trainer.data_collator(rows)
@@ -211,6 +212,8 @@ def test_trainer_loss_equals_unpacked_loss(tmp_path, processor):
             reference += float(model(**alone).loss) * count / sum(counts)
     assert abs(float(loss) - reference) < 1e-5
     assert trainer._metrics["eval" if not model.training else "train"]["packing_efficiency"]
+    metrics = trainer.evaluate()  # the eval split is packed the same way
+    assert trainer.packing_summary["eval"]["samples"] == 6 and metrics["eval_loss"] > 0
 
 
 class _Recorder(InfiMedSFTTrainer):
@@ -242,7 +245,7 @@ class _StopAt:
 
 def test_resume_continues_with_the_same_rows_in_the_same_order(tmp_path, processor):
     dataset = make_vqa_dataset(24, seed=5)
-    common = dict(max_length=128, per_device_train_batch_size=1, max_steps=6, save_strategy="steps", save_steps=3)
+    common = dict(max_length=128, per_device_train_batch_size=1, max_steps=4, save_strategy="steps", save_steps=2)
 
     full = _Recorder(model=_model(), args=_args(tmp_path / "a", **common), train_dataset=dataset,
                      processing_class=processor)
@@ -250,13 +253,13 @@ def test_resume_continues_with_the_same_rows_in_the_same_order(tmp_path, process
     full.train()
 
     interrupted = _Recorder(model=_model(), args=_args(tmp_path / "b", **common), train_dataset=dataset,
-                            processing_class=processor, callbacks=[_StopAt(3)()])
+                            processing_class=processor, callbacks=[_StopAt(2)()])
     interrupted.seen = []
     interrupted.train()
     resumed = _Recorder(model=_model(), args=_args(tmp_path / "b", **common), train_dataset=dataset,
                         processing_class=processor)
     resumed.seen = []
     resumed.train(resume_from_checkpoint=True)
-    assert len(full.seen) == 6 and interrupted.seen == full.seen[:3]
-    assert resumed.seen == full.seen[3:]
+    assert len(full.seen) == 4 and interrupted.seen == full.seen[:2]
+    assert resumed.seen == full.seen[2:]
     assert len({tuple(s) for s in full.seen}) > 1  # the order is not trivially constant
