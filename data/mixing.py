@@ -50,7 +50,8 @@ class MixSource:
             raise ValueError(f"Mix source {self.name!r} sets both `weight` and `count`; keep one of them.")
         if self.weight is not None and not (isinstance(self.weight, (int, float)) and self.weight > 0):
             raise ValueError(f"Mix source {self.name!r}: `weight` must be a positive number, got {self.weight!r}.")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0):
+        bad_count = isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0
+        if self.count is not None and bad_count:
             raise ValueError(f"Mix source {self.name!r}: `count` must be an integer >= 0, got {self.count!r}.")
 
 
@@ -126,7 +127,8 @@ def mix_sources(sources: list[MixSource], seed: int, total: int | None = None):
         for s, n in zip(weighted, allocate_counts([s.weight for s in weighted], weighted_total)):
             requested[s.name] = n
     elif total is not None and total != fixed:
-        warnings.warn(f"`total`={total} is ignored: no source has a `weight`, the mix holds {fixed} rows.", stacklevel=2)
+        warnings.warn(f"`total`={total} is ignored: no source has a `weight`, the mix holds {fixed} rows.",
+                      stacklevel=2)
 
     parts, report_sources = [], {}
     for index, s in enumerate(sources):

@@ -25,7 +25,7 @@ def size_category(n: int) -> str:
 
 
 def render_dataset_card(report: dict, config, repo_id: str | None = None) -> str:
-    """Markdown card for a curation ``report`` (dict from ``run_curation``) made with ``config`` (``CurationConfig``)."""
+    """Markdown card for a curation ``report`` (the dict ``run_curation`` returns) made with ``config``."""
     import jinja2
     from huggingface_hub import DatasetCard, DatasetCardData
 

@@ -36,10 +36,12 @@ def test_demo_config_drops_exactly_the_corrupted(tmp_path):
     assert len(corrupted) == len(EXPECTED)
     import json
 
-    dropped = {d["id"]: d["reason"] for d in map(json.loads, (tmp_path / "out" / "dropped.jsonl").read_text().splitlines())}
+    lines = (tmp_path / "out" / "dropped.jsonl").read_text().splitlines()
+    dropped = {d["id"]: d["reason"] for d in map(json.loads, lines)}
     for sample_id, why in corrupted.items():
         assert dropped[sample_id] == EXPECTED[why]
-    quality_drops = {i: r for i, r in dropped.items() if i not in corrupted and not r.startswith(("duplicate", "contaminated"))}
+    quality_drops = {i: r for i, r in dropped.items()
+                     if i not in corrupted and not r.startswith(("duplicate", "contaminated"))}
     assert quality_drops == {}
     assert report["input"] == len(train) == report["kept"] + report["dropped"]
     assert report["dimensions_not_scored"].keys() == {"alignment", "medical_relevance"}

@@ -196,7 +196,8 @@ def test_judge_through_openai_stub(data_dir, tmp_path, on_failure):
     if on_failure == "drop":
         assert dropped["good3"] == "unscored:judge_unparseable"
     else:
-        assert kept["good3"]["score_alignment"] is None and "unscored:judge_unparseable" in kept["good3"]["quality_flags"]
+        assert kept["good3"]["score_alignment"] is None
+        assert "unscored:judge_unparseable" in kept["good3"]["quality_flags"]
     assert report["judge"]["kind"] == "openai" and report["judge"]["model"] == "judge"
     assert any(part.get("type") == "image_url" for part in stub.requests[0]["messages"][1]["content"])
 
@@ -210,7 +211,8 @@ def test_judge_with_tiny_local_model(data_dir, baseline, tmp_path):
     report = run_curation(_config(data_dir, judge=judge), tmp_path, judge_client=client, progress=lambda _: None)
     # a random-weight model never writes the JSON verdict: every sample reaching the judge is unscored and dropped
     # the judge sees exactly the samples no rule, decontamination or dedup step dropped: those kept without a judge
-    assert sum(report["unscored_by_reason"].values()) == report["dropped_by_category"]["unscored"] == baseline[1]["kept"]
+    unscored = sum(report["unscored_by_reason"].values())
+    assert unscored == report["dropped_by_category"]["unscored"] == baseline[1]["kept"]
     assert report["kept"] == 0 and report["input"] == report["dropped"]
 
 

@@ -24,7 +24,8 @@ def read_pmc_vqa(source: str = "RadGenome/PMC-VQA", split: str | None = "test_2"
     records = []
     with open(table, newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh)):
-            options = [strip_option_prefix(row[f"Choice {c}"], c) for c in "ABCD" if (row.get(f"Choice {c}") or "").strip()]
+            cells = [(c, row.get(f"Choice {c}") or "") for c in "ABCD"]
+            options = [strip_option_prefix(text, c) for c, text in cells if text.strip()]
             answer = letter_for(row.get("Answer_label") or "", options) or letter_for(row.get("Answer") or "", options)
             records.append(
                 MedRecord(

@@ -3,7 +3,8 @@
 ``imgs/<img_name>``.
 
 Kind: a CLOSED item whose answer is yes/no is ``yes_no``; every other item (Chinese closed answers such as 是/否
-included, kept verbatim) is ``open`` with the official ``answer_type`` kept, so CLOSED accuracy can still be computed."""
+included, kept verbatim) is ``open`` with the official ``answer_type`` kept, so CLOSED accuracy can still be
+computed."""
 
 from __future__ import annotations
 

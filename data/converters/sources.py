@@ -36,7 +36,8 @@ def undecoded_images(ds):
 def _pick_split_files(files: list[Path], split: str | None) -> list[Path]:
     if split is None:
         return files
-    matching = [f for f in files if f.name.startswith(f"{split}-") or f.name.startswith(f"{split}.") or f.parent.name == split]
+    matching = [f for f in files
+                if f.name.startswith((f"{split}-", f"{split}.")) or f.parent.name == split]
     return matching or files
 
 

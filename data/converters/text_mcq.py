@@ -29,7 +29,8 @@ def read_medqa(source: str = "GBaker/MedQA-USMLE-4-options", split: str | None =
             options = [str(raw[k]) for k in letters]
         else:
             options = [str(v) for v in raw]
-        answer = letter_for(str(row.get("answer_idx") or ""), options) or letter_for(str(row.get("answer", "")), options)
+        answer = letter_for(str(row.get("answer_idx") or ""), options)
+        answer = answer or letter_for(str(row.get("answer", "")), options)
         records.append(
             MedRecord(
                 id=f"medqa-{split}-{i}",
@@ -45,7 +46,8 @@ def read_medqa(source: str = "GBaker/MedQA-USMLE-4-options", split: str | None =
 
 
 def read_medmcqa(source: str = "openlifescienceai/medmcqa", split: str | None = "validation", **opts):
-    """MedMCQA's public test split has no answers (``cop`` = -1); those rows keep an empty answer for curation to drop."""
+    """MedMCQA; its public test split has no answers (``cop`` = -1): those rows keep an empty answer, which
+    curation drops with a reason."""
     split = split or "validation"
     records = []
     for i, row in enumerate(load_table(source, split)):

@@ -47,7 +47,8 @@ class AuditSampler:
     def band(self, scores: dict) -> str:
         values = [v for v in scores.values() if v is not None]
         worst = min(values) if values else 1.0
-        names = ["low", "mid", "high"] if len(self.config.bands) == 2 else [f"b{i}" for i in range(len(self.config.bands) + 1)]
+        n_bands = len(self.config.bands) + 1
+        names = ["low", "mid", "high"] if n_bands == 3 else [f"b{i}" for i in range(n_bands)]
         return names[sum(worst >= edge for edge in self.config.bands)]
 
     def offer(self, row: dict, source: str, result, reason: str | None) -> None:
@@ -144,7 +145,8 @@ def _render_html(entries: list[dict], rows: list[dict], config) -> str:
     data = json.dumps(rows, ensure_ascii=False).replace("</", "<\\/")
     thresholds = ", ".join(f"{d} {config.threshold(d)}" for d in config.active_dimensions)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>InfiMed curation audit</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}section{{border:1px solid #ccc;padding:8px;margin:12px 0}}
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
+section{{border:1px solid #ccc;padding:8px;margin:12px 0}}
 .imgs img{{max-height:256px;margin-right:6px;image-rendering:pixelated}}.bad{{color:#b00}}.flags{{color:#666}}
 td,th{{padding:2px 6px;font-size:90%}}</style></head><body>
 <h1>InfiMed curation audit ({len(rows)} samples)</h1>
@@ -158,7 +160,10 @@ Dimension definitions: <code>infimed.data.curation.dimensions</code>.</p>
 const ROWS = {data};
 const FIELDS = {json.dumps(AUDIT_FIELDS)};
 const DIMS = {json.dumps(list(DIMENSION_NAMES))};
-function pick(name) {{ const el = document.querySelector('input[name="' + name + '"]:checked'); return el ? el.value : ""; }}
+function pick(name) {{
+  const el = document.querySelector('input[name="' + name + '"]:checked');
+  return el ? el.value : "";
+}}
 function cell(v) {{ v = String(v ?? ""); return /[",\\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }}
 function download() {{
   const lines = [FIELDS.join(",")];
@@ -169,7 +174,8 @@ function download() {{
     lines.push(FIELDS.map(f => cell(r[f])).join(","));
   }}
   const blob = new Blob([lines.join("\\n") + "\\n"], {{type: "text/csv"}});
-  const a = document.createElement("a"); a.href = URL.createObjectURL(blob); a.download = "audit_verdicts.csv"; a.click();
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob); a.download = "audit_verdicts.csv"; a.click();
 }}
 </script></body></html>
 """
@@ -211,7 +217,9 @@ def import_audit(csv_path: str | Path, thresholds: dict[str, float]) -> dict:
             if human == "" or score == "":
                 continue
             if human not in ("0", "1"):
-                raise ValueError(f"{csv_path}: sample {r.get('sample_id')} has human_{d}={human!r}; use 1 (ok) or 0 (bad).")
+                raise ValueError(
+                    f"{csv_path}: sample {r.get('sample_id')} has human_{d}={human!r}; use 1 (ok) or 0 (bad)."
+                )
             pairs.append((float(score), int(human)))
         if not pairs:
             result["dimensions"][d] = {"n": 0}

@@ -54,7 +54,9 @@ class SourceConfig:
     def validate(self, where: str) -> None:
         given = [k for k in ("path", "hub_id", "format") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"{where} ({self.name!r}) must set exactly one of `path`, `hub_id`, `format`; got {given}.")
+            raise ValueError(
+                f"{where} ({self.name!r}) must set exactly one of `path`, `hub_id`, `format`; got {given}."
+            )
         if self.format and not self.source:
             raise ValueError(f"{where} ({self.name!r}) sets `format: {self.format}` but no `source` to read.")
         if not self.name:
@@ -120,7 +122,8 @@ class JudgeConfig:
 @dataclass
 class DedupConfig:
     enabled: bool = _f(True, "Drop duplicate samples (the first occurrence is kept).")
-    near_images: bool = _f(True, "Also treat perceptual-hash near-identical images with the same question as duplicates.")
+    near_images: bool = _f(True, "Also treat perceptual-hash near-identical images with the same question as "
+                                 "duplicates.")
     hash_size: int = _f(16, "dHash grid side (16 -> 256-bit hashes). The common 8 x 8 hash is useless on medical "
                             "images: distinct radiographs look alike at that scale (every demo image hashed the same).")
     max_hamming: int = _f(8, "Largest distance (of 256 bits) for 'near': JPEG re-encoding or 2x resizing of demo "

@@ -9,8 +9,8 @@
   an evaluation benchmark, or its normalised question equals a benchmark question that is long enough to be
   specific (``min_question_words``) or belongs to a text-only item.
 
-Near search uses the pigeonhole rule: split the hash (256 bits by default) into ``max_hamming + 1`` bands; two hashes within
-``max_hamming`` bits agree exactly on at least one band, so only bucket-mates are compared.
+Near search uses the pigeonhole rule: split the hash (256 bits by default) into ``max_hamming + 1`` bands; two
+hashes within ``max_hamming`` bits agree exactly on at least one band, so only bucket-mates are compared.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ class Dimension:
 
 
 DIMENSIONS = (
-    Dimension(1, "image_quality", "rules", "decodable, adequate resolution and aspect ratio, not blank, contrast, sharp"),
+    Dimension(1, "image_quality", "rules",
+              "decodable, adequate resolution and aspect ratio, not blank, contrast, sharp"),
     Dimension(2, "text_quality", "rules", "well-formed text, length bounds, language, no boilerplate, no identifiers"),
     Dimension(3, "alignment", "model", "the text is about what the image shows"),
     Dimension(4, "medical_relevance", "model", "medical content and knowledge density"),

@@ -59,7 +59,8 @@ class CurationReport:
             "dropped_by_category": dict(by_dimension.most_common()),
             "unscored_by_reason": dict(self.unscored),
             "per_source": {
-                s: {"input": self.input[s], "kept": self.kept[s], "dropped_by_reason": dict(self.dropped[s].most_common())}
+                s: {"input": self.input[s], "kept": self.kept[s],
+                    "dropped_by_reason": dict(self.dropped[s].most_common())}
                 for s in self.input
             },
             "flags": dict(self.flags.most_common()),

@@ -139,7 +139,8 @@ def count_placeholders(messages: Any) -> int:
 def text_checks(row: dict, rules: TextRules) -> dict[str, float]:
     checks: dict[str, float] = {}
     question, answer = row.get("question"), row.get("answer")
-    texts = [("question", question), ("answer", answer)] + [(f"{r}_turn", t) for r, t in message_texts(row.get("messages"))]
+    turns = [(f"{role}_turn", text) for role, text in message_texts(row.get("messages"))]
+    texts = [("question", question), ("answer", answer)] + turns
     for name, text in texts:
         if not isinstance(text, str):
             if name == "question" or name == "answer" or text is not None:
