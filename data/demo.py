@@ -9,7 +9,9 @@ Writes a ``datasets.DatasetDict`` (``save_to_disk``) with splits ``train`` and `
 Images are rendered chest radiographs (:mod:`infimed.data.demo_render`); questions come from
 :mod:`infimed.data.demo_questions`, with answers balanced per question type and determined by the image. The
 ``train`` split contains a few deliberately corrupted samples, flagged in ``corrupted``; ``eval`` is clean and drawn
-from its own random stream, so no image is shared between the splits.
+from its own random stream, so no image is shared between the splits. Because two train rows hold undecodable image
+bytes on purpose, read ``train`` with ``cast_column("images", List(Image(decode=False)))`` and decode each sample with
+:func:`infimed.processing.image_io.load_image` (skipping and counting failures), as the training encoder does.
 """
 
 from __future__ import annotations

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .demo_render import SIDES, SIZE_CLASSES, ZONES, Anatomy, Lesion, sample_anatomy, sample_lesions
+from .demo_render import (
+    SIDES,
+    SIZE_CLASSES,
+    ZONES,
+    Anatomy,
+    Lesion,
+    describe_findings,
+    sample_anatomy,
+    sample_lesions,
+)
 
 __all__ = [
     "KINDS",
@@ -41,7 +50,7 @@ CAPTION_PROMPT = "Describe the findings in this chest radiograph."
 COUNT_OPTIONS = ["0", "1", "2", "3"]
 ZONE_OPTIONS = ["Left upper zone", "Left lower zone", "Right upper zone", "Right lower zone"]
 SIZE_OPTIONS = ["Small", "Medium", "Large"]
-COMPARE_OPTIONS = ["The first image", "The second image", "Both show the same number"]
+COMPARE_OPTIONS = ["Image 1", "Image 2", "Both show the same number"]
 
 # Text-only questions (no image): short medical facts, each (question, correct answer, three distractors). Written
 # for this project; memorisable by design, they stand in for the medical-text share of the SFT mix.
@@ -149,10 +158,9 @@ def _count_mc(rng, target: str) -> DemoQuestion:
 
 def _zone_mc(rng, target: str) -> DemoQuestion:
     side, zone = target.split()
-    return DemoQuestion(
-        "multiple_choice", "Where is the lesion located?", option_letter(ZONE_OPTIONS.index(f"{side.capitalize()} "
-        f"{zone} zone")), list(ZONE_OPTIONS), [_image(rng, count=1, sides=[side], zones=[zone])],
-    )
+    answer = option_letter(ZONE_OPTIONS.index(f"{side.capitalize()} {zone} zone"))
+    image = _image(rng, count=1, sides=[side], zones=[zone])
+    return DemoQuestion("multiple_choice", "Where is the lesion located?", answer, list(ZONE_OPTIONS), [image])
 
 
 def _size_mc(rng, target: str) -> DemoQuestion:
@@ -171,7 +179,8 @@ def _compare_mc(rng, target: str) -> DemoQuestion:
     answer = option_letter(("first", "second", "same").index(target))
     question = "Image 1 and Image 2 are chest radiographs. Which image shows more lesions?"
     return DemoQuestion(
-        "multiple_choice", question, answer, list(COMPARE_OPTIONS), [_image(rng, count=first), _image(rng, count=second)]
+        "multiple_choice", question, answer, list(COMPARE_OPTIONS),
+        [_image(rng, count=first), _image(rng, count=second)],
     )
 
 
@@ -187,13 +196,14 @@ def _text_fact(rng, target: str) -> DemoQuestion:
 
 
 def _side_open(rng, target: str) -> DemoQuestion:
-    count = int(rng.choice([1, 1, 2]))
-    return DemoQuestion("open", "Which side is the lesion on?", target, images=[_image(rng, count=count,
-                                                                                        sides=[target] * count)])
+    count = int(rng.choice([1, 1, 2]))  # a third have two lesions, both on the answer side
+    image = _image(rng, count=count, sides=[target] * count)
+    return DemoQuestion("open", "Which side is the lesion on?", target, images=[image])
 
 
 def _zone_open(rng, target: str) -> DemoQuestion:
-    return DemoQuestion("open", "Which zone contains the lesion?", target, images=[_image(rng, count=1, zones=[target])])
+    image = _image(rng, count=1, zones=[target])
+    return DemoQuestion("open", "Which zone contains the lesion?", target, images=[image])
 
 
 def _appearance_open(rng, target: str) -> DemoQuestion:
@@ -206,8 +216,6 @@ def _appearance_open(rng, target: str) -> DemoQuestion:
 
 
 def _caption(rng, target: str) -> DemoQuestion:
-    from .demo_render import describe_findings
-
     anatomy, lesions = _image(rng, count=int(target))
     return DemoQuestion("caption", CAPTION_PROMPT, describe_findings(lesions), images=[(anatomy, lesions)])
 

@@ -170,7 +170,8 @@ def _decode_dicom_pixels(ds, frame: int, source: str) -> np.ndarray:
                 f"cannot decode pixel data compressed with transfer syntax '{tsyntax.name}' ({tsyntax}): {detail}. "
                 f"Install a decoder: {hint}.",
             ) from err
-        raise ImageLoadError(source, f"cannot decode the DICOM pixel data (truncated or inconsistent?): {detail}") from err
+        reason = f"cannot decode the DICOM pixel data (truncated or inconsistent?): {detail}"
+        raise ImageLoadError(source, reason) from err
     if arr.ndim == 3 and arr.shape[-1] != 3:  # (N, H, W) although we asked for one frame: take it
         arr = arr[0]
     return arr

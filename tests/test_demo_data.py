@@ -65,7 +65,7 @@ def expected_answer(row, findings) -> str:
         return row["answer"] if chosen(row).lower() == les["size"] else "<wrong>"
     if q.endswith("Which image shows more lesions?"):
         first, second = (len(f["lesions"]) for f in findings)
-        truth = "The first image" if first > second else "The second image" if second > first else "Both"
+        truth = "Image 1" if first > second else "Image 2" if second > first else "Both"
         return row["answer"] if chosen(row).startswith(truth) else "<wrong>"
     if q == "Which side is the lesion on?":
         (side,) = {les["side"] for les in lesions}
@@ -164,7 +164,8 @@ def test_lesions_are_visible_where_the_findings_say(clean):
         for png, finding in zip((img["bytes"] for img in s.row["images"]), s.findings):
             image, anatomy, lesions = grey(png), finding["anatomy"], finding["lesions"]
             yy, xx = np.mgrid[0:64, 0:64] + 0.5
-            heart = ((xx - render._HEART_X) / (render._HEART_A + 2)) ** 2 + ((yy - render._HEART_Y) / (render._HEART_B + 2)) ** 2
+            heart_x, heart_y = (xx - render._HEART_X) / (render._HEART_A + 2), (yy - render._HEART_Y) / (render._HEART_B + 2)
+            heart = heart_x**2 + heart_y**2  # > 1 outside the heart shadow (plus a 2 px rim)
             for side, sign in (("left", 1), ("right", -1)):
                 cx, cy = 32 + sign * anatomy["lung_dx"], anatomy["lung_cy"]
                 lung = (((xx - cx) / anatomy["lung_a"]) ** 2 + ((yy - cy) / anatomy["lung_b"]) ** 2 < 0.8) & (heart > 1)
