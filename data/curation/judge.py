@@ -45,6 +45,7 @@ class JudgeVerdict:
     scores: dict[str, float] | None
     error: str | None = None
     rationale: str | None = None
+    detail: str | None = None  # the client's error message, or the start of an unusable reply
 
 
 def _sample_text(row: dict) -> str:
@@ -78,7 +79,7 @@ def build_judge_request(row: dict, dimensions: list[str], images: list | None = 
 def parse_verdict(text: str | None, dimensions: list[str]) -> JudgeVerdict:
     """Scores from the judge's reply; the first JSON object holding every dimension wins."""
     if not text:
-        return JudgeVerdict(None, "judge_empty_reply")
+        return JudgeVerdict(None, "judge_empty_reply", detail=repr(text))
     candidates = [text.strip()] + _JSON_OBJECT.findall(text)
     for candidate in candidates:
         try:
@@ -93,11 +94,11 @@ def parse_verdict(text: str | None, dimensions: list[str]) -> JudgeVerdict:
             if isinstance(value, str) and value.strip().isdigit():
                 value = int(value.strip())
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 5:
-                return JudgeVerdict(None, f"judge_out_of_range_{d}")
+                return JudgeVerdict(None, f"judge_out_of_range_{d}", detail=text[:200])
             scores[d] = rubric_to_unit(float(value))
         rationale = obj.get("rationale")
         return JudgeVerdict(scores, None, rationale if isinstance(rationale, str) else None)
-    return JudgeVerdict(None, "judge_unparseable")
+    return JudgeVerdict(None, "judge_unparseable", detail=text[:200])
 
 
 def make_client(config: JudgeConfig, cache_dir: str | None):
@@ -128,7 +129,7 @@ class JudgeScorer:
             requests = [build_judge_request(rows[i], self.dimensions, images[i], self.max_image_side) for i in chunk]
             for result in self.client.complete(requests):
                 if result.error is not None:
-                    verdicts.append(JudgeVerdict(None, "judge_error", result.error))
+                    verdicts.append(JudgeVerdict(None, "judge_error", detail=result.error))
                 else:
                     verdicts.append(parse_verdict(result.text, self.dimensions))
         return verdicts

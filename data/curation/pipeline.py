@@ -216,7 +216,10 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
                         reasons[i] = dedup.check(result.exact_hashes, result.dhashes, row.get("question"),
                                                  row.get("answer"))
                 if judge is not None:  # last: the judge is never paid for a sample that is dropped anyway
-                    _apply_judge(judge, config, rows, results, reasons)
+                    failed = _apply_judge(judge, config, rows, results, reasons)
+                    if failed:
+                        progress(f"[curate] WARNING: the judge could not score {failed[0]} of {failed[1]} samples "
+                                 f"in this chunk (e.g. {failed[2]})")
                 for row, result, reason in zip(rows, results, reasons):
                     report.add(src.name, reason, result.scores, result.flags)
                     audit.offer(row, src.name, result, reason)
@@ -260,14 +263,17 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
     return result
 
 
-def _apply_judge(judge, config: CurationConfig, rows, results, reasons) -> None:
+def _apply_judge(judge, config: CurationConfig, rows, results, reasons) -> tuple[int, int, str] | None:
+    """Judge the rows still kept; returns (failures, judged, first failure) when any request failed."""
     todo = [i for i, reason in enumerate(reasons) if reason is None]
     if not todo:
-        return
+        return None
     verdicts = judge.score([rows[i] for i in todo], [_decoded(rows[i]) for i in todo])
+    failures = [v for v in verdicts if v.scores is None]
     for i, verdict in zip(todo, verdicts):
         if verdict.scores is None:
             results[i].flags.append(f"unscored:{verdict.error}")
+            results[i].details.append(f"judge: {verdict.detail}"[:300])
             for dim in judge.dimensions:
                 results[i].scores[dim] = None
             if config.judge.on_failure == "drop":
@@ -278,6 +284,9 @@ def _apply_judge(judge, config: CurationConfig, rows, results, reasons) -> None:
             if verdict.scores[dim] < config.threshold(dim):
                 results[i].flags.append(f"{dim}:judge_low")
                 reasons[i] = reasons[i] or f"{dim}:judge_low"
+    if failures:
+        return len(failures), len(todo), f"{failures[0].error}: {failures[0].detail}"[:200]
+    return None
 
 
 def _output_row(row: dict, source: str, result: RuleResult) -> dict:
