@@ -262,13 +262,18 @@ def _pil_to_rgb(img: Image.Image, frame: int, source: str) -> Image.Image:
     num_frames = int(getattr(img, "n_frames", 1))
     if frame >= num_frames:
         raise ImageLoadError(source, f"frame {frame} requested but the image has {num_frames} frame(s).")
-    if frame:
+    position = img.tell() if num_frames > 1 else 0
+    if frame != position:
         img.seek(frame)
-    img.load()  # decode now so truncated files fail here, not later inside a collator
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        # 16-bit/float greyscale: PIL's convert("RGB") would clip at 255, so rescale like an array.
-        return _array_to_rgb(np.asarray(img), 0, source)
-    return img.convert("RGB") if img.mode != "RGB" else img.copy()
+    try:
+        img.load()  # decode now so truncated files fail here, not later inside a collator
+        if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            # 16-bit/float greyscale: PIL's convert("RGB") would clip at 255, so rescale like an array.
+            return _array_to_rgb(np.asarray(img), 0, source)
+        return img.convert("RGB") if img.mode != "RGB" else img.copy()
+    finally:
+        if frame != position:
+            img.seek(position)  # leave a caller's multi-frame image where it was
 
 
 # ---------------------------------------------------------------------------------------------------- arrays

@@ -298,3 +298,13 @@ def test_frames_of_arrays_and_bad_inputs():
         load_image(42)
     with pytest.raises(ValueError, match="frame"):
         load_image(stack, frame=-1)
+
+
+def test_multi_frame_tiff_frames(tmp_path):
+    frames = [Image.fromarray(np.full((6, 6), v, np.uint8)) for v in (40, 80, 120)]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
+    assert [np.asarray(load_image(tmp_path / "stack.tif", frame=k))[0, 0, 0] for k in range(3)] == [40, 80, 120]
+    with Image.open(tmp_path / "stack.tif") as opened:
+        assert np.asarray(load_image(opened, frame=2))[0, 0, 0] == 120 and opened.tell() == 0
+    with pytest.raises(ImageLoadError, match="stack.tif: frame 3 requested but the image has 3 frame"):
+        load_image(tmp_path / "stack.tif", frame=3)
