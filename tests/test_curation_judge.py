@@ -1,5 +1,7 @@
 """The JSON-rubric judge: request building, verdict parsing, and failures counted, never silently kept."""
 
+import base64
+
 import pytest
 from curation_helpers import noise_png, row
 from openai_stub import OpenAIStub
@@ -45,7 +47,7 @@ def test_request_carries_images_rubric_and_sample():
     messages = build_judge_request(sample, DIMS, [image], max_image_side=128)
     parts = messages[1]["content"]
     assert messages[0]["role"] == "system" and parts[0]["type"] == "image_url"
-    assert load_image(__import__("base64").b64decode(parts[0]["image_url"]["url"].split(",")[1])).size == (128, 128)
+    assert load_image(base64.b64decode(parts[0]["image_url"]["url"].split(",")[1])).size == (128, 128)
     text = parts[-1]["text"]
     assert "Is there a lesion in the left lung?" in text and '"alignment": <1-5>' in text and "1 = unrelated" in text
 
