@@ -143,3 +143,18 @@ def test_wrong_types_are_scored_zero_not_raised(field, value, dimension):
     bad[field] = value
     result = _score(bad)
     assert result.scores[dimension] == 0.0 and any(f.startswith(f"{dimension}:") for f in result.flags)
+
+
+def test_dhash_near_for_reencoded_far_for_distinct():
+    from infimed.data.curation.dedup import NearHashIndex
+    from infimed.data.curation.rules import dhash
+    from infimed.processing.image_io import load_image
+
+    original = load_image(noise_png(11))
+    jpeg = load_image(png(original, "JPEG", quality=90))
+    resized = original.resize((128, 128))
+    distinct = load_image(noise_png(12))
+    index = NearHashIndex(max_hamming=8)
+    index.add(dhash(original), "original")
+    assert index.matches(dhash(jpeg)) == ["original"] and index.matches(dhash(resized)) == ["original"]
+    assert index.matches(dhash(distinct)) == []

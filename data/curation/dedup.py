@@ -35,7 +35,7 @@ def normalize_text(text) -> str:
 class NearHashIndex:
     """Perceptual hashes with lookup of any stored hash within ``max_hamming`` bits."""
 
-    def __init__(self, max_hamming: int, bits: int = 64):
+    def __init__(self, max_hamming: int, bits: int = 256):
         self.max_hamming = max_hamming
         self.bits = bits
         n_bands = max_hamming + 1
@@ -65,7 +65,7 @@ class NearHashIndex:
 class Deduplicator:
     """Stateful: ``check`` returns a reason for a duplicate of an earlier ``check``-ed sample, else records it."""
 
-    def __init__(self, near_images: bool = True, max_hamming: int = 4, bits: int = 64):
+    def __init__(self, near_images: bool = True, max_hamming: int = 8, bits: int = 256):
         self.near_images = near_images
         self._exact: set[tuple] = set()
         self._near = NearHashIndex(max_hamming, bits)
@@ -99,7 +99,7 @@ class Deduplicator:
 class ContaminationIndex:
     """Images and questions of evaluation benchmarks, for ``check``-ing training samples."""
 
-    def __init__(self, max_hamming: int = 4, min_question_words: int = 8, bits: int = 64):
+    def __init__(self, max_hamming: int = 8, min_question_words: int = 8, bits: int = 256):
         self.min_question_words = min_question_words
         self._exact_images: set[str] = set()
         self._near = NearHashIndex(max_hamming, bits)

@@ -63,7 +63,7 @@ def exact_image_hash(img) -> str:
     return digest.hexdigest()
 
 
-def dhash(img, hash_size: int = 8) -> int:
+def dhash(img, hash_size: int = 16) -> int:
     """Difference hash: ``hash_size`` x ``hash_size`` bits of "is this pixel brighter than its right neighbour" on a
     downscaled grey image; near-identical pictures differ in few bits."""
     from PIL import Image
