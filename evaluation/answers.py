@@ -53,7 +53,7 @@ _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNOREC
 _BOXED = re.compile(r"\\boxed\s*\{")
 # "the answer is X", "final answer: X", "Answer: X", "答案是X"; X runs to the end of the line.
 _ANSWER_IS = re.compile(
-    r"(?:(?:the\s+)?(?:final\s+|correct\s+)?answer\s*(?:is|would\s+be|:|：)|答案\s*(?:是|为|：|:))\s*[:：]?\s*(.+)",
+    r"(?:\b(?:final\s+|correct\s+)?answer\s*(?:is\b|would\s+be\b|:|：)|答案\s*(?:是|为|：|:))\s*[:：]?\s*(.+)",
     re.IGNORECASE,
 )
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")

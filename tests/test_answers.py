@@ -159,6 +159,8 @@ def test_final_answer_order():
     assert extract_final_answer("<answer>\\boxed{C}</answer>") == "C"
     assert extract_final_answer("plain text ") == "plain text"
     assert extract_final_answer(None) == ""
+    assert extract_final_answer("The answer isn't clear") == "The answer isn't clear"  # "is" must be a word
+    assert extract_final_answer("Answer:\nB") == "B"
 
 
 def test_normalize_answer():
