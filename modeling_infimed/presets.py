@@ -15,15 +15,10 @@ from .configuration_infimed import InfiMedConfig
 
 __all__ = ["PRESETS", "Preset", "build_config", "build_model", "count_parameters"]
 
+# The config's default encoder is SigLIP-SO400M-patch14-384; one definition serves both.
 SIGLIP_SO400M_384 = {
     "model_type": "siglip_vision_model",
-    "hidden_size": 1152,
-    "intermediate_size": 4304,
-    "num_hidden_layers": 27,
-    "num_attention_heads": 16,
-    "image_size": 384,
-    "patch_size": 14,
-    "vision_use_head": False,
+    **InfiMedConfig.sub_configs_defaults["vision_config"].init_kwargs,
 }
 
 QWEN3_COMMON = {
