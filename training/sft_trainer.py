@@ -76,6 +76,13 @@ class InfiMedSFTTrainer(SFTTrainer):
                 "Multimodal packing builds its own collator; do not pass `data_collator`, or set `packing=False`."
             )
         eval_packing = args.packing if args.eval_packing is None else args.eval_packing
+        if self._multimodal_packing and not isinstance(args, InfiMedSFTConfig):
+            raise TypeError(f"Multimodal packing needs an `InfiMedSFTConfig`, got `{type(args).__name__}`.")
+        if self._multimodal_packing and eval_dataset is not None and not eval_packing:
+            raise ValueError(
+                "`eval_packing=False` with packed multimodal training is not supported: eval batches use the same "
+                "packed collator. Leave `eval_packing` unset (or True)."
+            )
         if self._multimodal_packing:
             # TRL peeks at the first sample; a corrupt image there must be counted, not crash the decode.
             train_dataset = _undecoded(train_dataset)
@@ -119,16 +126,10 @@ class InfiMedSFTTrainer(SFTTrainer):
             return packed
 
         self.train_dataset = pack(train_dataset, "train")
-        if eval_dataset is not None and eval_packing:
-            if isinstance(eval_dataset, dict):
-                self.eval_dataset = {k: pack(v, f"eval_{k}") for k, v in eval_dataset.items()}
-            else:
-                self.eval_dataset = pack(eval_dataset, "eval")
+        if isinstance(eval_dataset, dict):
+            self.eval_dataset = {k: pack(v, f"eval_{k}") for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
-            raise ValueError(
-                "`eval_packing=False` with packed multimodal training is not supported: eval batches use the same "
-                "packed collator. Leave `eval_packing` unset (or True)."
-            )
+            self.eval_dataset = pack(eval_dataset, "eval")
         attn = str(getattr(unwrapped.config, "_attn_implementation", None) or "")
         self.data_collator = DataCollatorForPackedVisionLanguageModeling(
             image_processor=getattr(self.processing_class, "image_processor", None),
