@@ -117,6 +117,19 @@ def test_infimed_generation_and_scoring_use_the_requested_image_tokens(tmp_path)
                            train_dataset=_rows(4), processing_class=tiny_processor())
 
 
+def test_batch_mixing_text_only_and_image_prompts(tmp_path):
+    rows = _rows(2).to_list()
+    rows[1]["images"] = []
+    rows[1]["messages"][0]["content"] = [{"type": "text", "text": "Is a normal heart rate below 100?"}]
+    dataset = Dataset.from_list(rows)
+    # 8 completions per step = both prompts x 4 generations: every batch mixes a text-only and an image prompt.
+    args = _args(tmp_path, per_device_train_batch_size=8, num_image_tokens=16, max_steps=1)
+    trainer = InfiMedGRPOTrainer(tiny_model(), reward_funcs=[varied_reward], args=args, train_dataset=dataset,
+                                 processing_class=tiny_processor())
+    trainer.train()
+    assert trainer.state.global_step == 1
+
+
 def test_reward_names_build_the_default_rewards(tmp_path):
     args = _args(tmp_path, reward_funcs=["format", "accuracy", "length"], reward_weights=[1.0, 1.0, 0.1])
     trainer = InfiMedGRPOTrainer(tiny_model(), args=args, train_dataset=_rows(4), processing_class=tiny_processor())

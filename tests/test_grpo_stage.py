@@ -101,3 +101,18 @@ def test_reward_curve_windows():
     assert [p["steps"] for p in curve["points"]] == ["1-3", "4-6", "7-7"]
     assert [p["reward"] for p in curve["points"]] == [2.0, 5.0, 7.0]
     assert all(p["format_reward"] == 1.0 for p in curve["points"])
+
+
+def test_grpo_stage_resumes_from_its_last_checkpoint(tmp_path, demo_dir):
+    recipe = _recipe(tmp_path, demo_dir)
+    run_recipe(recipe)
+    stage_dir = tmp_path / "train" / "grpo"
+    assert (stage_dir / "checkpoint-2").is_dir()
+    (stage_dir / "stage_summary.json").unlink()  # as if the run had been killed before the stage finished
+    recipe.stages[0].max_steps = 3
+    summary = run_recipe(recipe, resume=True)["stages"]["grpo"]
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert summary["steps"] == 3
+    # Steps 1-2 come back with the checkpoint's trainer state; only step 3 was trained in this run.
+    assert [e["step"] for e in summary["log_history"] if "reward" in e] == [1, 2, 3]
+    assert summary["first_reward"] is not None

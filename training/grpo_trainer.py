@@ -172,6 +172,16 @@ class InfiMedGRPOTrainer(GRPOTrainer):
                 if target is not None:
                     _inject_num_image_tokens(target, self.num_image_tokens)
 
+    def _generate(self, prompts: list):
+        # TRL marks a text-only prompt's images as None; a batch mixing text-only and image prompts then reaches the
+        # processor as [None, [img], ...], which it cannot flatten. An empty list per text-only prompt is the form
+        # processors accept (`num_images` counts it as 0 either way).
+        outputs = super()._generate(prompts)
+        images = outputs[6]
+        if images is not None and any(item is None for item in images) and any(images):
+            outputs = (*outputs[:6], [item if item is not None else [] for item in images], *outputs[7:])
+        return outputs
+
     @staticmethod
     def _processor_with_image_tokens(processor, num_image_tokens: int):
         if not hasattr(processor, "num_image_tokens"):
