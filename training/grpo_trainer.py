@@ -100,15 +100,18 @@ class InfiMedGRPOTrainer(GRPOTrainer):
     ):
         if args is None:
             args = InfiMedGRPOConfig(output_dir="infimed-grpo")
-        if reward_funcs is None:
-            reward_funcs = build_reward_funcs(
-                args.reward_funcs, args.length_penalty_target, args.length_penalty_max or args.max_completion_length
+        if not isinstance(args, InfiMedGRPOConfig):
+            raise TypeError(
+                f"`args` must be an InfiMedGRPOConfig (a trl.GRPOConfig plus InfiMed's fields), got "
+                f"{type(args).__name__}; build it with `InfiMedGRPOConfig(**your_grpo_config.to_dict())`."
             )
-        elif isinstance(reward_funcs, (list, tuple)) and all(isinstance(f, str) for f in reward_funcs) and reward_funcs:
-            reward_funcs = build_reward_funcs(
-                reward_funcs, args.length_penalty_target, args.length_penalty_max or args.max_completion_length
-            )
-        instruction = getattr(args, "format_instruction", "")
+        names_given = isinstance(reward_funcs, (list, tuple)) and reward_funcs and all(
+            isinstance(f, str) for f in reward_funcs
+        )
+        if reward_funcs is None or names_given:
+            length_max = args.length_penalty_max or args.max_completion_length
+            reward_funcs = build_reward_funcs(reward_funcs or args.reward_funcs, args.length_penalty_target, length_max)
+        instruction = args.format_instruction
         if train_dataset is not None:
             train_dataset = prepare_grpo_dataset(train_dataset, instruction)
         if eval_dataset is not None:
@@ -117,7 +120,7 @@ class InfiMedGRPOTrainer(GRPOTrainer):
             else:
                 eval_dataset = prepare_grpo_dataset(eval_dataset, instruction)
 
-        num_image_tokens = getattr(args, "num_image_tokens", None)
+        num_image_tokens = args.num_image_tokens
         if num_image_tokens is not None and processing_class is not None:
             processing_class = self._processor_with_image_tokens(processing_class, num_image_tokens)
 
