@@ -240,3 +240,19 @@ def test_untrained_tiny_teacher_is_rejected_and_counted(tmp_path, dataset):
     assert report["candidates"] == 3 * 2 == report["kept"] + sum(report["rejected"].values())
     assert report["kept"] == len(output) == 0
     assert report["rejected"]["bad_format"] == 6 and report["rejected"]["teacher_error"] == 0
+
+
+def test_output_trains_in_an_sft_stage(tmp_path, dataset):
+    # "SFT-ready": the packed SFT stage takes the synthesized dataset as it is, without dropping a row.
+    from infimed.training.recipe import recipe_from_dict, run_recipe
+
+    with OpenAIStub(scripted_teacher) as stub:
+        config = _config(tmp_path, stub.base_url)
+        output, _ = synthesize_cot(dataset, _client(config), config)
+    datasets.DatasetDict({"train": output}).save_to_disk(str(tmp_path / "cot"))
+    recipe = recipe_from_dict({"model": "tiny", "output_dir": str(tmp_path / "train"), "seed": 0, "stages": [{
+        "name": "cot-sft", "type": "sft", "datasets": [{"path": str(tmp_path / "cot"), "split": "train"}],
+        "num_image_tokens": 16, "max_length": 512, "max_steps": 1, "sft": {"gradient_checkpointing": False},
+    }]})
+    stage = run_recipe(recipe)["stages"]["cot-sft"]
+    assert stage["samples"] == len(output) and not stage["dropped"]
