@@ -50,6 +50,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         loaded = datasets.load_dataset(config.dataset, split=config.split)
 
+    from transformers import set_seed
+
+    set_seed(config.seed)  # a local teacher samples with torch: same seed, same candidates
     client = build_teacher(config.teacher)
     output, report = synthesize_cot(loaded, client, config)
     os.makedirs(config.output_dir, exist_ok=True)
