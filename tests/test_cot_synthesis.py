@@ -123,7 +123,9 @@ def test_rejection_sampling_counts_with_stand_in_endpoint(tmp_path, dataset):
     assert set(report["rejected"]) == set(REJECTION_REASONS)
     assert report["by_style"] == {"general": {"candidates": 12, "kept": 3}, "reflective": {"candidates": 12, "kept": 3}}
     assert report["teacher"]["model"] == "stub-teacher" and report["teacher"]["base_url"] == stub.base_url
-    assert len(report["teacher_error_examples"]) == selected and "HTTP 500" in report["teacher_error_examples"][0]
+    shown = report["rejected_examples"]
+    assert set(shown) == set(REJECTION_REASONS) and all(len(v) == selected for v in shown.values())
+    assert "HTTP 500" in shown["teacher_error"][0] and "The answer is" in shown["bad_format"][0]
 
     # The teacher saw the image (as an inline data URL), the options, and the style's instruction.
     mc = [r for r in requests if "Which organ is shown?" in last_user_text(r)]

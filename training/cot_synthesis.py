@@ -43,6 +43,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REJECTION_REASONS = ("teacher_error", "bad_format", "wrong_answer", "duplicate", "surplus")
+# Rejected candidates shown per reason in the report, each cut to a few lines: enough to see why prompts fail.
+_EXAMPLES_PER_REASON = 3
+_EXAMPLE_CHARS = 200
 
 
 @dataclass
@@ -247,7 +250,7 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
 
     rejected: Counter = Counter({reason: 0 for reason in REJECTION_REASONS})
     by_style = {style: Counter(candidates=0, kept=0) for style in config.styles}
-    errors: list[str] = []
+    examples: dict[str, list[str]] = {reason: [] for reason in REJECTION_REASONS}
     cached = 0
     kept_rows: list[dict] = []
     kept_texts: dict[int, set[str]] = {i: set() for i in rows}
@@ -262,31 +265,21 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
             for i, messages, result in zip(order, batch, results, strict=True):
                 by_style[style]["candidates"] += 1
                 cached += int(result.cached)
-                if not result.ok:
-                    rejected["teacher_error"] += 1
-                    if len(errors) < 5:
-                        errors.append(f"{rows[i].get('id')}/{style}/{k}: {result.error}")
-                    continue
-                text = result.text.strip()
-                if format_reward([text]) != [1.0]:
-                    rejected["bad_format"] += 1
-                    continue
-                row = rows[i]
-                options = list(row.get("options") or []) or None
-                if not score_answer(text, str(row["answer"]), row["kind"], options).correct:
-                    rejected["wrong_answer"] += 1
-                    continue
-                if " ".join(text.split()) in kept_texts[i]:
-                    rejected["duplicate"] += 1
-                    continue
-                if config.max_keep_per_style is not None and kept_per_style[i, style] >= config.max_keep_per_style:
-                    rejected["surplus"] += 1
+                text = (result.text or "").strip()
+                reason = _rejection_reason(result, text, rows[i], kept_texts[i], kept_per_style[i, style], config)
+                if reason is not None:
+                    rejected[reason] += 1
+                    if len(examples[reason]) < _EXAMPLES_PER_REASON:
+                        shown = result.error if reason == "teacher_error" else text[:_EXAMPLE_CHARS]
+                        examples[reason].append(f"{rows[i].get('id')}/{style}/{k}: {shown}")
                     continue
                 kept_texts[i].add(" ".join(text.split()))
                 kept_per_style[i, style] += 1
                 by_style[style]["kept"] += 1
                 prompt_hash = cache_key(client.model, messages, {**params, "seed": k})
-                kept_rows.append(_output_row(row, text, style, k, teacher, prompt_hash, config.add_format_instruction))
+                kept_rows.append(
+                    _output_row(rows[i], text, style, k, teacher, prompt_hash, config.add_format_instruction)
+                )
 
     output = _to_dataset(kept_rows, dataset)
     candidates = sum(s["candidates"] for s in by_style.values())
@@ -301,13 +294,29 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
         "by_style": {style: dict(counts) for style, counts in by_style.items()},
         "cached_answers": cached,
         "teacher": json.loads(teacher),
-        "teacher_error_examples": errors,
+        "rejected_examples": {reason: shown for reason, shown in examples.items() if shown},
         "config": _jsonable(config),
         "seconds": round(time.perf_counter() - start, 3),
     }
     if candidates != report["kept"] + sum(rejected.values()):  # every candidate lands in exactly one bucket
         raise RuntimeError(f"CoT synthesis lost candidates: {report}")
     return output, report
+
+
+def _rejection_reason(result, text: str, row: dict, kept: set, kept_in_style: int, config) -> str | None:
+    """The bucket of one candidate (see the module docstring), or None when it is kept."""
+    if not result.ok:
+        return "teacher_error"
+    if format_reward([text]) != [1.0]:
+        return "bad_format"
+    options = list(row.get("options") or []) or None
+    if not score_answer(text, str(row["answer"]), row["kind"], options).correct:
+        return "wrong_answer"
+    if " ".join(text.split()) in kept:
+        return "duplicate"
+    if config.max_keep_per_style is not None and kept_in_style >= config.max_keep_per_style:
+        return "surplus"
+    return None
 
 
 def _to_dataset(rows: list[dict], source):
