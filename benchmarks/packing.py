@@ -1,0 +1,332 @@
+"""Padded (TRL's stock VLM path) vs packed (InfiMedSFTTrainer) training, side by side in one process.
+
+    python benchmarks/packing.py                                           # CPU, tiny preset
+    python benchmarks/packing.py --device cuda --preset infimed-foundation-1.7b --num-samples 512
+
+Both paths train one epoch on the same synthetic medical-VQA length mix (short yes/no and multiple-choice answers,
+short open answers, long captions and reports; 1 to 4 images per sample) from the same initial weights with the same
+optimiser. Prints one JSON object: packing/padding efficiency, useful (non-padding) tokens per second, speedup,
+peak memory per path, the packed-vs-unpacked loss difference on the same samples, and the hardware. On CUDA it also
+reports model FLOPs utilisation, 6 x LM parameters x useful tokens / time / peak (`--peak-tflops`, default: the
+bf16 matmul peak measured on the project's H100, shared/DESIGN.md section 5).
+
+Random weights (`--preset` architectures, no download); the tiny preset's own byte-level tokenizer is used for every
+preset, so text lengths are in that tokenizer's tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import threading
+import time
+
+__all__ = ["main"]
+
+# bf16 dense matmul peak measured on the project's H100 80GB (shared/DESIGN.md section 5), in TFLOP/s.
+H100_MEASURED_PEAK_TFLOPS = 798.0
+_WORDS = ("lesion", "opacity", "nodule", "effusion", "normal", "left", "right", "upper", "lower", "zone", "margin",
+          "small", "large", "bright", "dark", "round", "irregular", "no", "acute", "finding")
+
+
+def _synthetic_dataset(n: int, seed: int, image_size: int):
+    """Chat samples with the length mix of medical VQA: mostly short answers, some long reports, 1-4 images."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        kind = rng.choices(["yes_no", "multiple_choice", "open", "report"], weights=[35, 30, 20, 15])[0]
+        # Most medical VQA items show one image; multi-image studies are the minority (1-4 images).
+        k = rng.choices([1, 2, 3, 4], weights=[70, 15, 10, 5])[0]
+        question = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 16))) + "?"
+        if kind == "yes_no":
+            answer = rng.choice(["yes", "no"])
+        elif kind == "multiple_choice":
+            question += "\nOptions:\nA. left\nB. right\nC. both\nD. neither"
+            answer = rng.choice("ABCD")
+        elif kind == "open":
+            answer = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
+        else:
+            # caption / radiology-report length: 80-250 words (MIMIC-CXR-like findings + impression)
+            answer = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(80, 250))) + "."
+        images = [Image.fromarray((nprng.random((image_size, image_size, 3)) * 255).astype("uint8")) for _ in range(k)]
+        rows.append({
+            "id": f"bench-{i}",
+            "images": images,
+            "messages": [
+                {"role": "user", "content": [{"type": "image", "text": None}] * k + [{"type": "text", "text": question}]},
+                {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+            ],
+        })
+    features = datasets.Features({
+        "id": datasets.Value("string"),
+        "images": datasets.List(datasets.Image()),
+        "messages": [{"role": datasets.Value("string"),
+                      "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
+    })
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+def _release_free_memory() -> None:
+    """Make RSS track live memory on glibc: fixed mmap threshold (large blocks go back to the OS when freed) + trim.
+
+    Without it, memory the first path freed stays in the heap and the second path's peak reads near zero.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3  # glibc's M_MMAP_THRESHOLD; setting it also turns off the dynamic threshold
+    libc.mallopt(m_mmap_threshold, 1 << 16)
+    libc.malloc_trim(0)
+
+
+class _PeakRSS:
+    """Peak resident memory above the level at start, sampled every 10 ms (CPU; CUDA uses the allocator's peak)."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        self.base = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss() - self.base)
+            time.sleep(0.01)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _trainer_classes():
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
+    from infimed.training.collator import PACKING_STATS_KEY
+    from infimed.training.sft_trainer import InfiMedSFTTrainer
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.step_ends, self.cpu_ends = [], []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.step_ends.append(time.perf_counter())
+            self.cpu_ends.append(time.process_time())
+
+    class PaddedCounting(SFTTrainer):
+        def compute_loss(self, model, inputs, **kwargs):
+            self.useful.append(int(inputs["attention_mask"].sum()))
+            self.slots.append(int(inputs["attention_mask"].numel()))
+            return super().compute_loss(model, inputs, **kwargs)
+
+    class PackedCounting(InfiMedSFTTrainer):
+        def compute_loss(self, model, inputs, **kwargs):
+            stats = inputs[PACKING_STATS_KEY]
+            self.useful.append(stats["real_tokens"])
+            self.slots.append(stats["slots"])
+            return super().compute_loss(model, inputs, **kwargs)
+
+    return Clock, PaddedCounting, PackedCounting
+
+
+def _run(trainer_cls, clock_cls, make_model, args, dataset, processor, cuda, warmup):
+    import torch
+
+    clock = clock_cls()
+    prep = time.perf_counter()
+    trainer = trainer_cls(model=make_model(), args=args, train_dataset=dataset, processing_class=processor,
+                          callbacks=[clock])
+    prep = time.perf_counter() - prep
+    trainer.useful, trainer.slots = [], []
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    _release_free_memory()
+    with _PeakRSS() as rss:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trainer.train()
+        if cuda:
+            torch.cuda.synchronize()
+        end = time.perf_counter()
+    peak_mb = (torch.cuda.max_memory_allocated() if cuda else rss.peak) / 2**20
+    # Throughput after the warm-up steps (first-step allocation / kernel selection is not steady state).
+    w = min(warmup, len(clock.step_ends) - 1)
+    t0 = clock.step_ends[w - 1] if w > 0 else start
+    seconds = clock.step_ends[-1] - t0
+    # CPU seconds of this process (all its threads): far less sensitive than wall time to other jobs on the machine
+    cpu_seconds = clock.cpu_ends[-1] - (clock.cpu_ends[w - 1] if w > 0 else cpu_start)
+    useful_timed = sum(trainer.useful[w:])
+    return {
+        "trainer": trainer,
+        "steps": len(clock.step_ends),
+        "seconds": end - start,
+        "prep_seconds": prep,
+        "useful_tokens": sum(trainer.useful),
+        "slots": sum(trainer.slots),
+        "useful_tokens_per_s": useful_timed / seconds,
+        "useful_tokens_per_cpu_s": useful_timed / cpu_seconds,
+        "timed_tokens": useful_timed,
+        "timed_seconds": seconds,
+        "peak_memory_mb": peak_mb,
+    }
+
+
+def _loss_abs_diff(trainer, model) -> float:
+    """|packed loss - token-weighted unpacked loss| on the samples of the first packed rows, same weights."""
+    import torch
+
+    from infimed.training.collator import PACKING_STATS_KEY
+
+    rows = [trainer.train_dataset[i]["samples"] for i in range(min(2, len(trainer.train_dataset)))]
+    model.eval()
+    with torch.no_grad(), trainer.compute_loss_context_manager():
+        batch = trainer._prepare_inputs(trainer.data_collator(rows))
+        packed = float(trainer.compute_loss(model, batch))
+        samples = [s for row in rows for s in row]
+        counts = [sum(label != -100 for label in s["labels"][1:]) for s in samples]
+        unpacked = 0.0
+        for sample, count in zip(samples, counts):
+            alone = trainer._prepare_inputs(trainer.data_collator([[sample]]))
+            alone.pop(PACKING_STATS_KEY)
+            unpacked += float(model(**alone, use_cache=False).loss) * count / sum(counts)
+    return abs(packed - unpacked)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--preset", default="tiny", help="tiny | infimed-foundation-1.7b | infimed-foundation-4b")
+    parser.add_argument("--num-samples", type=int, default=96, help="Samples per path (one epoch each).")
+    parser.add_argument("--num-image-tokens", type=int, default=None, help="Visual tokens per image (preset's SFT value).")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="Packed row length (default: 768 tiny, 8192 otherwise), also the padded path's cap.")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="Samples per padded batch (8: TRL's SFTConfig default per_device_train_batch_size).")
+    parser.add_argument("--rows", type=int, default=1, help="Packed rows per step.")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="Steps left out of the throughput.")
+    parser.add_argument("--peak-tflops", type=float, default=H100_MEASURED_PEAK_TFLOPS,
+                        help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in DESIGN.md.")
+    parser.add_argument("--attn", default="sdpa", help="Attention implementation (sdpa, eager, flex_attention).")
+    parser.add_argument("--seed", type=int, default=0)
+    opts = parser.parse_args(argv)
+
+    import torch
+    from transformers import set_seed
+
+    from infimed.modeling.presets import build_model, get_preset
+    from infimed.testing import tiny_processor
+    from infimed.training.sft_config import InfiMedSFTConfig
+
+    cuda = opts.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but torch sees no CUDA device.")
+    set_seed(opts.seed)
+    spec = get_preset(opts.preset)
+    num_image_tokens = opts.num_image_tokens or spec.num_image_tokens
+    # Rows just above the longest sample: the tiny model (hidden 128) is attention-bound on long rows, where the
+    # block-diagonal mask still costs S^2; the large presets are matmul-bound, so long rows cost little extra there.
+    max_length = opts.max_length or (768 if opts.preset == "tiny" else 8192)
+    image_size = spec.vision_config["image_size"]
+    processor = tiny_processor(num_image_tokens=num_image_tokens)
+    processor.image_processor.image_size = image_size
+    dtype = torch.bfloat16 if cuda else torch.float32
+    # The tiny tokenizer's ids stand in for the preset's vocabulary; only the image token id must agree.
+    overrides = {"num_image_tokens": num_image_tokens, "image_token_id": processor.image_token_id}
+
+    def make_model():
+        model = build_model(opts.preset, seed=opts.seed, **overrides).to(dtype)
+        model.config._attn_implementation = opts.attn
+        return model.to("cuda" if cuda else "cpu")
+
+    dataset = _synthetic_dataset(opts.num_samples, opts.seed, image_size)
+    common = dict(learning_rate=1e-4, num_train_epochs=1, logging_steps=1, report_to=[], save_strategy="no",
+                  seed=opts.seed, assistant_only_loss=True, gradient_checkpointing=False, bf16=cuda,
+                  use_cpu=not cuda, max_length=max_length, dataloader_num_workers=0, optim="adamw_torch")
+    Clock, PaddedCounting, PackedCounting = _trainer_classes()
+
+    padded_args = InfiMedSFTConfig(output_dir="/tmp/infimed-bench/padded", packing=False,
+                                   per_device_train_batch_size=opts.batch_size, **common)
+    padded = _run(PaddedCounting, Clock, make_model, padded_args, dataset, processor, cuda, opts.warmup_steps)
+    del padded["trainer"]
+
+    packed_args = InfiMedSFTConfig(output_dir="/tmp/infimed-bench/packed", packing=True,
+                                   per_device_train_batch_size=opts.rows, **common)
+    packed = _run(PackedCounting, Clock, make_model, packed_args, dataset, processor, cuda, opts.warmup_steps)
+    trainer = packed.pop("trainer")
+
+    lm_params = sum(p.numel() for p in trainer.model.model.language_model.parameters())
+    result = {
+        "preset": opts.preset,
+        "device": opts.device,
+        "dtype": str(dtype).replace("torch.", ""),
+        "attn_implementation": opts.attn,
+        "num_samples": opts.num_samples,
+        "num_image_tokens": num_image_tokens,
+        "max_length": max_length,
+        "padded_batch_size": opts.batch_size,
+        "packed_rows_per_step": opts.rows,
+        # real tokens / (rows x max_length): the packer's fill of its token budget, as logged by the trainer
+        "packing_efficiency": round(trainer.packing_summary["train"]["packing_efficiency"], 4),
+        "packed_batch_efficiency": round(packed["useful_tokens"] / packed["slots"], 4),
+        "padded_efficiency": round(padded["useful_tokens"] / padded["slots"], 4),
+        "useful_tokens_per_s_packed": round(packed["useful_tokens_per_s"], 1),
+        "useful_tokens_per_s_padded": round(padded["useful_tokens_per_s"], 1),
+        "speedup": round(packed["useful_tokens_per_s"] / padded["useful_tokens_per_s"], 3),
+        "useful_tokens_per_cpu_s_packed": round(packed["useful_tokens_per_cpu_s"], 1),
+        "useful_tokens_per_cpu_s_padded": round(padded["useful_tokens_per_cpu_s"], 1),
+        "speedup_cpu_time": round(packed["useful_tokens_per_cpu_s"] / padded["useful_tokens_per_cpu_s"], 3),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "peak_memory_mb_packed": round(packed["peak_memory_mb"], 1),
+        "peak_memory_mb_padded": round(padded["peak_memory_mb"], 1),
+        "peak_memory_kind": "cuda max_memory_allocated" if cuda else "process RSS increase during the run",
+        "loss_abs_diff": _loss_abs_diff(trainer, trainer.model),
+        "steps_packed": packed["steps"],
+        "steps_padded": padded["steps"],
+        "seconds_packed": round(packed["seconds"], 2),
+        "seconds_padded": round(padded["seconds"], 2),
+        "packing_prep_seconds": round(packed["prep_seconds"], 2),
+        "useful_tokens_per_epoch": packed["useful_tokens"],
+        "dropped_samples": trainer.dropped_samples,
+        "lm_parameters": lm_params,
+        "hardware": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if cuda else None,
+            "torch": torch.__version__,
+        },
+    }
+    if padded["useful_tokens"] != packed["useful_tokens"]:
+        result["warning"] = "the two paths trained on different token counts (samples dropped or truncated)"
+    if cuda:
+        peak = opts.peak_tflops * 1e12
+        result["peak_tflops"] = opts.peak_tflops
+        result["mfu_packed"] = round(6 * lm_params * packed["useful_tokens_per_s"] / peak, 4)
+        result["mfu_padded"] = round(6 * lm_params * padded["useful_tokens_per_s"] / peak, 4)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
