@@ -104,14 +104,19 @@ def test_infimed_policy_trains_reference_stays_frozen(tmp_path):
 
 def test_infimed_generation_and_scoring_use_the_requested_image_tokens(tmp_path):
     model = tiny_model()
-    calls = []
-    model.model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw.get("num_image_tokens")), with_kwargs=True)
+    calls, encode = [], model.model.get_image_features
+
+    def recording(pixel_values, num_image_tokens=None):
+        calls.append(num_image_tokens)
+        return encode(pixel_values, num_image_tokens)
+
+    model.model.get_image_features = recording  # every image encoding, whoever calls it
     args = _args(tmp_path, num_image_tokens=4, beta=0.0, max_steps=1)
     trainer = InfiMedGRPOTrainer(model, reward_funcs=[varied_reward], args=args, train_dataset=_rows(4),
                                  processing_class=tiny_processor())
     assert trainer.ref_model is None  # beta = 0: no reference model at all
     trainer.train()
-    assert calls and set(calls) == {4}  # generation steps, log-prob forwards and the training forward
+    assert len(calls) >= 2 and set(calls) == {4}  # generation prefill and the training forward (at least)
     with pytest.raises(ValueError):
         InfiMedGRPOTrainer(tiny_model(), reward_funcs=[varied_reward], args=_args(tmp_path, num_image_tokens=5),
                            train_dataset=_rows(4), processing_class=tiny_processor())
@@ -128,6 +133,25 @@ def test_batch_mixing_text_only_and_image_prompts(tmp_path):
                                  processing_class=tiny_processor())
     trainer.train()
     assert trainer.state.global_step == 1
+
+
+def test_lora_policy_with_adapter_disabled_reference(tmp_path):
+    from peft import LoraConfig
+
+    model = tiny_model()
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)",
+                             task_type="CAUSAL_LM")
+    trainer = InfiMedGRPOTrainer(model, reward_funcs=[varied_reward], args=_args(tmp_path, num_image_tokens=16),
+                                 train_dataset=_rows(), processing_class=tiny_processor(), peft_config=peft_config)
+    assert trainer.ref_model is None  # with PEFT the reference is the base model, adapters disabled
+    trainer.train()  # image tokens reach the model under LoRA's wrapper too (16 here, 64 in the checkpoint)
+    named = dict(trainer.model.named_parameters())
+    assert any(n.endswith("lora_B.default.weight") and p.abs().sum() > 0 for n, p in named.items())
+    for name, param in trainer.model.get_base_model().named_parameters():
+        if "lora_" not in name:
+            original = name.replace(".base_layer", "")
+            assert torch.equal(param.detach(), base[original]), name
 
 
 def test_reward_names_build_the_default_rewards(tmp_path):

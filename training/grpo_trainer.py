@@ -7,7 +7,7 @@ What it adds to TRL, and nothing else:
   columns and ``images`` as TRL's image column;
 - the rewards named in the config (format + accuracy by default, `infimed.training.rewards`);
 - one ``num_image_tokens`` for the processor and every policy/reference call of an InfiMed model (TRL's generation
-  and log-prob code do not know this argument, so it is injected by a forward pre-hook);
+  and log-prob code do not know this argument, so a forward pre-hook on the multimodal wrapper injects it);
 - a reference model copied from the policy instance in memory (TRL reloads it from ``config._name_or_path``, which
   a model built from a config, or changed since loading, does not have).
 
@@ -224,8 +224,18 @@ class InfiMedGRPOTrainer(GRPOTrainer):
 
 
 def _inject_num_image_tokens(model: torch.nn.Module, num_image_tokens: int) -> None:
-    """Make every call of ``model`` (forward, fused log-prob forward, each `generate` step) use ``num_image_tokens``."""
-    module = getattr(model, "module", model)  # a DDP-wrapped model: hook the wrapped module, whose __call__ runs
+    """Make every call of ``model`` (forward, fused log-prob forward, each `generate` step) use ``num_image_tokens``.
+
+    The hook sits on the multimodal wrapper (`model.model`, the module that encodes images): every path reaches it
+    through `__call__`, whereas PEFT's LoRA wrapper calls the top-level `forward` directly, skipping its hooks.
+    """
+    module = model
+    while isinstance(getattr(module, "module", None), torch.nn.Module):  # DDP / FSDP wrappers
+        module = module.module
+    if is_peft_model(module):
+        module = module.get_base_model()
+    inner = getattr(module, "model", None)
+    module = inner if isinstance(inner, torch.nn.Module) else module
     if getattr(module, "_infimed_num_image_tokens_hook", None) is not None:
         module._infimed_num_image_tokens_hook.remove()
 
