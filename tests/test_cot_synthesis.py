@@ -24,6 +24,14 @@ from infimed.training.rewards import ANSWER_FORMAT_INSTRUCTION, format_reward
 K = 4  # candidates per sample and style; the script below gives each index a different fate
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only add contention on a busy 2-core machine
+    yield
+    torch.set_num_threads(previous)
+
+
 def _png(color):
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), color).save(buffer, format="PNG")
