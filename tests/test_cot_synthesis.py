@@ -266,3 +266,10 @@ def test_output_trains_in_an_sft_stage(tmp_path, dataset):
     }]})
     stage = run_recipe(recipe)["stages"]["cot-sft"]
     assert stage["samples"] == len(output) and not stage["dropped"]
+
+
+def test_shipped_demo_config_parses():
+    from pathlib import Path
+
+    config = load_cot_config(Path(__file__).resolve().parents[1] / "recipes" / "cot" / "demo.yaml")
+    assert config.teacher.kind == "local" and config.styles == ["general", "reflective"]

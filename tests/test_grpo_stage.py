@@ -116,3 +116,16 @@ def test_grpo_stage_resumes_from_its_last_checkpoint(tmp_path, demo_dir):
     # Steps 1-2 come back with the checkpoint's trainer state; only step 3 was trained in this run.
     assert [e["step"] for e in summary["log_history"] if "reward" in e] == [1, 2, 3]
     assert summary["first_reward"] is not None
+
+
+def test_demo_recipe_grpo_stage_is_valid(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from infimed.training.grpo_stage import build_grpo_config
+
+    monkeypatch.setenv("INFIMED_DEMO_DATA", str(tmp_path))
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml")
+    stage = recipe.stages[-1]
+    assert stage.type == "grpo" and recipe.stages[-2].type == "sft"  # GRPO comes after the SFT stages
+    args = build_grpo_config(stage, recipe, str(tmp_path / "grpo"))
+    assert args.num_image_tokens == 64 and args.beta > 0 and args.reward_funcs == ["accuracy"]
