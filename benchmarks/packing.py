@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import sys
 import threading
 import time
 
@@ -74,24 +75,12 @@ def _synthetic_dataset(n: int, seed: int, image_size: int):
     return datasets.Dataset.from_list(rows, features=features)
 
 
-def _release_free_memory() -> None:
-    """Make RSS track live memory on glibc: fixed mmap threshold (large blocks go back to the OS when freed) + trim.
-
-    Without it, memory the first path freed stays in the heap and the second path's peak reads near zero.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_mmap_threshold = -3  # glibc's M_MMAP_THRESHOLD; setting it also turns off the dynamic threshold
-    libc.mallopt(m_mmap_threshold, 1 << 16)
-    libc.malloc_trim(0)
-
-
 class _PeakRSS:
-    """Peak resident memory above the level at start, sampled every 10 ms (CPU; CUDA uses the allocator's peak)."""
+    """Peak resident memory above the level at start, sampled every 10 ms (CPU; CUDA uses the allocator's peak).
+
+    Only meaningful in a fresh process: memory an earlier run freed stays in the heap and hides the next run's peak,
+    so on CPU each path's memory is measured in its own child process (`_memory_probe`).
+    """
 
     def __init__(self):
         self.peak = 0
@@ -161,7 +150,6 @@ def _run(trainer_cls, clock_cls, make_model, args, dataset, processor, cuda, war
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    _release_free_memory()
     with _PeakRSS() as rss:
         start, cpu_start = time.perf_counter(), time.process_time()
         trainer.train()
@@ -212,7 +200,7 @@ def _loss_abs_diff(trainer, model) -> float:
     return abs(packed - unpacked)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--preset", default="tiny", help="tiny | infimed-foundation-1.7b | infimed-foundation-4b")
@@ -227,9 +215,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--peak-tflops", type=float, default=H100_MEASURED_PEAK_TFLOPS,
                         help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in DESIGN.md.")
     parser.add_argument("--attn", default="sdpa", help="Attention implementation (sdpa, eager, flex_attention).")
+    parser.add_argument("--memory-steps", type=int, default=4, help="CPU: steps of each fresh-process memory probe.")
     parser.add_argument("--seed", type=int, default=0)
-    opts = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _setup(opts) -> dict:
+    """Model factory, data, processor and shared trainer arguments, identical for both paths (and child probes)."""
     import torch
     from transformers import set_seed
 
@@ -262,17 +254,55 @@ def main(argv: list[str] | None = None) -> dict:
     common = dict(learning_rate=1e-4, num_train_epochs=1, logging_steps=1, report_to=[], save_strategy="no",
                   seed=opts.seed, assistant_only_loss=True, gradient_checkpointing=False, bf16=cuda,
                   use_cpu=not cuda, max_length=max_length, dataloader_num_workers=0, optim="adamw_torch")
+    return dict(cuda=cuda, dtype=dtype, make_model=make_model, dataset=dataset, processor=processor, common=common,
+                max_length=max_length, num_image_tokens=num_image_tokens, config_cls=InfiMedSFTConfig)
+
+
+def _path_args(env: dict, opts, path: str, **extra):
+    if path == "padded":
+        return env["config_cls"](output_dir="/tmp/infimed-bench/padded", packing=False,
+                                 per_device_train_batch_size=opts.batch_size, **{**env["common"], **extra})
+    return env["config_cls"](output_dir="/tmp/infimed-bench/packed", packing=True,
+                             per_device_train_batch_size=opts.rows, **{**env["common"], **extra})
+
+
+def _memory_probe(argv, path: str, steps: int) -> float:
+    """Peak RSS increase (MB) of `steps` training steps of one path, in this (fresh) process."""
+    opts = _parse(argv)
+    env = _setup(opts)
+    clock_cls, padded_cls, packed_cls = _trainer_classes()
+    trainer_cls = padded_cls if path == "padded" else packed_cls
+    args = _path_args(env, opts, path, max_steps=steps, logging_steps=steps, disable_tqdm=True)
+    return _run(trainer_cls, clock_cls, env["make_model"], args, env["dataset"], env["processor"], False, 0)[
+        "peak_memory_mb"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    opts = _parse(argv)
+
+    import torch
+
+    env = _setup(opts)
+    cuda, dtype, make_model = env["cuda"], env["dtype"], env["make_model"]
+    dataset, processor = env["dataset"], env["processor"]
+    max_length, num_image_tokens = env["max_length"], env["num_image_tokens"]
     Clock, PaddedCounting, PackedCounting = _trainer_classes()
 
-    padded_args = InfiMedSFTConfig(output_dir="/tmp/infimed-bench/padded", packing=False,
-                                   per_device_train_batch_size=opts.batch_size, **common)
+    padded_args = _path_args(env, opts, "padded")
     padded = _run(PaddedCounting, Clock, make_model, padded_args, dataset, processor, cuda, opts.warmup_steps)
     del padded["trainer"]
 
-    packed_args = InfiMedSFTConfig(output_dir="/tmp/infimed-bench/packed", packing=True,
-                                   per_device_train_batch_size=opts.rows, **common)
+    packed_args = _path_args(env, opts, "packed")
     packed = _run(PackedCounting, Clock, make_model, packed_args, dataset, processor, cuda, opts.warmup_steps)
     trainer = packed.pop("trainer")
+
+    if not cuda:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            for path, measured in (("padded", padded), ("packed", packed)):
+                measured["peak_memory_mb"] = pool.apply(_memory_probe, (argv, path, opts.memory_steps))
 
     lm_params = sum(p.numel() for p in trainer.model.model.language_model.parameters())
     result = {
@@ -298,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "peak_memory_mb_packed": round(packed["peak_memory_mb"], 1),
         "peak_memory_mb_padded": round(padded["peak_memory_mb"], 1),
-        "peak_memory_kind": "cuda max_memory_allocated" if cuda else "process RSS increase during the run",
+        "peak_memory_kind": "cuda max_memory_allocated" if cuda else
+        f"RSS increase over {opts.memory_steps} steps, each path in a fresh process",
         "loss_abs_diff": _loss_abs_diff(trainer, trainer.model),
         "steps_packed": packed["steps"],
         "steps_padded": padded["steps"],
