@@ -179,6 +179,56 @@ def _run(trainer_cls, clock_cls, make_model, args, dataset, processor, cuda, war
     }
 
 
+def _interleaved(trainers: dict, warmup: int, cuda: bool) -> dict:
+    """One epoch of each path, their optimisation steps interleaved so both run under the same machine conditions.
+
+    A shared CPU's speed drifts by several x within minutes; timing the paths one after the other compares the
+    machine, not the paths. The path that has trained on fewer useful tokens so far takes the next step. Each step is
+    the trainer's own `training_step` (collator output, TRL loss, backward) plus its optimizer and scheduler step.
+    """
+    import torch
+
+    state = {}
+    for name, trainer in trainers.items():
+        trainer.model.train()
+        loader = trainer.get_train_dataloader()
+        trainer.create_optimizer_and_scheduler(num_training_steps=len(loader))
+        trainer.current_gradient_accumulation_steps = 1  # set by `train()`, which this loop replaces
+        state[name] = {"it": iter(loader), "steps": 0, "tokens": 0, "timed_tokens": 0, "seconds": 0.0,
+                       "timed_seconds": 0.0, "timed_cpu": 0.0, "done": False}
+    while not all(st["done"] for st in state.values()):
+        name = min((n for n in state if not state[n]["done"]), key=lambda n: state[n]["tokens"])
+        trainer, st = trainers[name], state[name]
+        try:
+            batch = next(st["it"])
+        except StopIteration:
+            st["done"] = True
+            continue
+        wall, cpu = time.perf_counter(), time.process_time()
+        trainer.training_step(trainer.model, batch)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        trainer.optimizer.zero_grad()
+        if cuda:
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        st["tokens"] += trainer.useful[-1]
+        st["seconds"] += wall
+        if st["steps"] >= warmup:  # first steps: allocation and kernel selection, not steady state
+            st["timed_tokens"] += trainer.useful[-1]
+            st["timed_seconds"] += wall
+            st["timed_cpu"] += cpu
+        st["steps"] += 1
+    return {name: {
+        "steps": st["steps"],
+        "seconds": st["seconds"],
+        "useful_tokens": sum(trainers[name].useful),
+        "slots": sum(trainers[name].slots),
+        "useful_tokens_per_s": st["timed_tokens"] / st["timed_seconds"],
+        "useful_tokens_per_cpu_s": st["timed_tokens"] / st["timed_cpu"],
+    } for name, st in state.items()}
+
+
 def _loss_abs_diff(trainer, model) -> float:
     """|packed loss - token-weighted unpacked loss| on the samples of the first packed rows, same weights."""
     import torch
@@ -273,7 +323,7 @@ def _memory_probe(argv, path: str, steps: int) -> float:
     clock_cls, padded_cls, packed_cls = _trainer_classes()
     trainer_cls = padded_cls if path == "padded" else packed_cls
     args = _path_args(env, opts, path, max_steps=steps, logging_steps=steps, disable_tqdm=True)
-    return _run(trainer_cls, clock_cls, env["make_model"], args, env["dataset"], env["processor"], False, 0)[
+    return _run(trainer_cls, clock_cls, env["make_model"], args, env["dataset"], env["processor"], env["cuda"], 0)[
         "peak_memory_mb"]
 
 
@@ -289,20 +339,23 @@ def main(argv: list[str] | None = None) -> dict:
     max_length, num_image_tokens = env["max_length"], env["num_image_tokens"]
     Clock, PaddedCounting, PackedCounting = _trainer_classes()
 
-    padded_args = _path_args(env, opts, "padded")
-    padded = _run(PaddedCounting, Clock, make_model, padded_args, dataset, processor, cuda, opts.warmup_steps)
-    del padded["trainer"]
+    trainers = {}
+    for path, trainer_cls in (("padded", PaddedCounting), ("packed", PackedCounting)):
+        prep = time.perf_counter()
+        trainers[path] = trainer_cls(model=make_model(), args=_path_args(env, opts, path, disable_tqdm=True),
+                                     train_dataset=dataset, processing_class=processor)
+        trainers[path].prep_seconds = time.perf_counter() - prep
+        trainers[path].useful, trainers[path].slots = [], []
+    timed = _interleaved(trainers, opts.warmup_steps, cuda)
+    padded, packed, trainer = timed["padded"], timed["packed"], trainers["packed"]
+    packed["prep_seconds"] = trainer.prep_seconds
 
-    packed_args = _path_args(env, opts, "packed")
-    packed = _run(PackedCounting, Clock, make_model, packed_args, dataset, processor, cuda, opts.warmup_steps)
-    trainer = packed.pop("trainer")
+    import multiprocessing
 
-    if not cuda:
-        import multiprocessing
-
-        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-            for path, measured in (("padded", padded), ("packed", packed)):
-                measured["peak_memory_mb"] = pool.apply(_memory_probe, (argv, path, opts.memory_steps))
+    # Memory: each path alone in a fresh process (freed heap memory and allocator caches would hide the second peak).
+    with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        for path, measured in (("padded", padded), ("packed", packed)):
+            measured["peak_memory_mb"] = pool.apply(_memory_probe, (argv, path, opts.memory_steps))
 
     lm_params = sum(p.numel() for p in trainer.model.model.language_model.parameters())
     result = {
@@ -328,8 +381,9 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "peak_memory_mb_packed": round(packed["peak_memory_mb"], 1),
         "peak_memory_mb_padded": round(padded["peak_memory_mb"], 1),
-        "peak_memory_kind": "cuda max_memory_allocated" if cuda else
-        f"RSS increase over {opts.memory_steps} steps, each path in a fresh process",
+        "peak_memory_kind": ("cuda max_memory_allocated" if cuda else "RSS increase")
+        + f" over {opts.memory_steps} steps, each path alone in a fresh process",
+        "timing": "steps of the two paths interleaved in one process (same machine conditions)",
         "loss_abs_diff": _loss_abs_diff(trainer, trainer.model),
         "steps_packed": packed["steps"],
         "steps_padded": padded["steps"],
