@@ -3,7 +3,8 @@
     python benchmarks/packing.py                                           # CPU, tiny preset
     python benchmarks/packing.py --device cuda --preset infimed-foundation-1.7b --num-samples 512
 
-Both paths train one epoch on the same synthetic medical-VQA length mix (short yes/no and multiple-choice answers,
+Both paths train one epoch, their steps interleaved (a shared machine's speed drifts; see `_interleaved`), on the
+same synthetic medical-VQA length mix (short yes/no and multiple-choice answers,
 short open answers, long captions and reports; 1 to 4 images per sample) from the same initial weights with the same
 optimiser. Prints one JSON object: packing/padding efficiency, useful (non-padding) tokens per second, speedup,
 peak memory per path, the packed-vs-unpacked loss difference on the same samples, and the hardware. On CUDA it also
