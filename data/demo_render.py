@@ -5,7 +5,7 @@ mediastinum and heart, noise; lesions are round blobs inside the lungs, bright (
 classes, in the upper or lower zone of either lung. Sides follow the radiological convention: the patient's LEFT lung
 is on the image's RIGHT (x > 32), as on a posteroanterior radiograph.
 
-The signal is deliberately strong (lesion contrast 0.26-0.55 on a [0, 1] scale against noise of 0.02, radii
+The signal is deliberately strong (lesion contrast 0.30-0.70 on a [0, 1] scale against noise of 0.02, radii
 3-7 px, i.e. most of one 8 x 8 vision patch or more) so that a tiny vision-language model learns it in minutes.
 
     >>> rng = np.random.default_rng(0)
@@ -158,7 +158,7 @@ def sample_lesions(
                 radius = float(rng.uniform(*SIZE_RADII[size]))
                 x, y = _place(rng, anatomy, side, zone, radius, lesions)
                 # Dark blobs get less amplitude room (lungs are already dark), so their range is shifted up.
-                contrast = float(rng.uniform(0.35, 0.55) if appearance == "bright" else rng.uniform(0.26, 0.32))
+                contrast = float(rng.uniform(0.60, 0.70) if appearance == "bright" else rng.uniform(0.30, 0.34))
                 lesions.append(Lesion(side, zone, size, appearance, x, y, radius, contrast))
             return lesions
         except _PlacementError:

@@ -118,8 +118,9 @@ class Demo:
             shutil.rmtree(hub_ready)
         shutil.copytree(final, hub_ready, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.pt", "rng_state*"))
         self.cli(
-            "card", "--model", str(hub_ready), "--eval-results",
-            str(self.out / "eval" / self.stage_names()[-1] / "results.json"), "--recipe", str(self.recipe),
+            "card", "--model", str(hub_ready), "--model-name", "infimed-demo-tiny",
+            "--eval-results", str(self.out / "eval" / self.stage_names()[-1] / "results.json"),
+            "--recipe", str(self.recipe), "--recipe-summary", str(self.train_dir / "recipe_summary.json"),
         )
         from infimed.hub.checks import check_model_folder
 

@@ -30,17 +30,15 @@ def _stage_summaries(train_dir: Path) -> dict[str, dict]:
     return {entry["name"]: entry for entry in stages}
 
 
-def _log_history(stage_dir: Path) -> list[dict]:
-    """Trainer log history of a stage: its own trainer_state.json, else the newest checkpoint's."""
-    candidates = [stage_dir / "trainer_state.json"]
-    candidates += sorted(stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))[::-1]
-    for path in candidates:
-        if path.exists():
-            return json.loads(path.read_text()).get("log_history", [])
-    return []
+def _log_history(stage_info: dict, stage_dir: Path) -> list[dict]:
+    """Trainer log history of a stage: from recipe_summary.json, else the newest checkpoint's trainer_state.json."""
+    if stage_info.get("log_history"):
+        return stage_info["log_history"]
+    states = sorted(stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    return json.loads(states[-1].read_text()).get("log_history", []) if states else []
 
 
-def _plot_curves(out: Path, train_dir: Path, stages: list[str]) -> list[str]:
+def _plot_curves(out: Path, train_dir: Path, stages: list[str], stage_info: dict) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,7 +46,7 @@ def _plot_curves(out: Path, train_dir: Path, stages: list[str]) -> list[str]:
 
     written = []
     for name in stages:
-        history = _log_history(train_dir / name)
+        history = _log_history(stage_info.get(name, {}), train_dir / name)
         key = "loss" if any("loss" in h for h in history) else "reward"
         points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
         if not points:
@@ -115,7 +113,7 @@ def write_summary(out: Path, labels: list[str], train_dir: Path, seconds: dict) 
         "goals": goals,
         "goals_met": all(goals.values()),
     }
-    results["figures"] = _plot_curves(out, train_dir, labels[1:]) + [_plot_results(out, per_stage, chance)]
+    results["figures"] = _plot_curves(out, train_dir, labels[1:], stage_info) + [_plot_results(out, per_stage, chance)]
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     def pct(value):

@@ -29,6 +29,14 @@ _EXPORTS = {
     "LoraSpec": "recipe",
     "load_recipe": "recipe",
     "run_recipe": "recipe",
+    "InfiMedGRPOConfig": "grpo_config",
+    "InfiMedGRPOTrainer": "grpo_trainer",
+    "REWARD_FUNCS": "rewards",
+    "format_reward": "rewards",
+    "accuracy_reward": "rewards",
+    "length_penalty": "rewards",
+    "CoTSynthesisConfig": "cot_synthesis",
+    "synthesize_cot": "cot_synthesis",
 }
 
 __all__ = list(_EXPORTS)

@@ -52,6 +52,10 @@ def _load_one(spec, seed):
     if spec.hub_id is not None:
         return datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
     path = spec.path
+    is_saved = any(os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json"))
+    if os.path.isdir(path) and not is_saved:
+        # A folder of data files, e.g. the parquet shards `infimed curate` writes (with its README's `configs`).
+        return datasets.load_dataset(path, spec.config, split=spec.split)
     if os.path.isdir(path):
         loaded = datasets.load_from_disk(path)
         if isinstance(loaded, datasets.DatasetDict):

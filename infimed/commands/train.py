@@ -23,11 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import json
     import logging
+    import os
+    import shutil
 
     from infimed.training.recipe import load_recipe, run_recipe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     recipe = load_recipe(args.recipe)
+    output_dir = args.output or recipe.output_dir
+    # Kept beside recipe_summary.json: model cards describe the stages (data mix, visual tokens, trainable modules)
+    # from it, also when a stage is pushed to the Hub on its own.
+    os.makedirs(output_dir, exist_ok=True)
+    if os.path.abspath(args.recipe) != os.path.abspath(os.path.join(output_dir, "recipe.yaml")):
+        shutil.copyfile(args.recipe, os.path.join(output_dir, "recipe.yaml"))
     summary = run_recipe(recipe, output_dir=args.output, stage=args.stage, resume=args.resume)
     short = {name: {k: s.get(k) for k in ("steps", "seconds", "final_loss", "packing_efficiency", "dropped")}
              for name, s in summary["stages"].items()}
