@@ -94,7 +94,8 @@ class Demo:
 
     # -- steps -------------------------------------------------------------------------------------------------
     def make_data(self) -> None:
-        self.cli("demo-data", "--output", str(self.data))
+        # 4000 train samples: half as many left the tiny model at chance on multiple choice (measured)
+        self.cli("demo-data", "--output", str(self.data), "--num-samples", "4000")
 
     def curate(self) -> None:
         self.cli("curate", str(self.curation), "--output", str(self.out / "curated"))

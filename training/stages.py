@@ -6,6 +6,7 @@ The SFT stage (`sft_stage.py`) and the GRPO stage use these, so all stages hand 
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import warnings
@@ -54,8 +55,15 @@ def _load_one(spec, seed):
     path = spec.path
     is_saved = any(os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json"))
     if os.path.isdir(path) and not is_saved:
-        # A folder of data files, e.g. the parquet shards `infimed curate` writes (with its README's `configs`).
-        return datasets.load_dataset(path, spec.config, split=spec.split)
+        # A folder of data files, e.g. the parquet shards `infimed curate` writes. The files are listed explicitly:
+        # `load_dataset(folder)` can return a stale cached copy of an earlier folder of the same name (seen with
+        # datasets 5.2), while the parquet builder keys its cache on each file's path and modification time.
+        files = sorted(glob.glob(os.path.join(path, "**", f"{spec.split}-*.parquet"), recursive=True))
+        files = files or sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
+        if not files:
+            raise ValueError(f"{path} is neither a `save_to_disk` folder nor a folder of parquet files; point the "
+                             "recipe at the output of `infimed curate` or `infimed demo-data`.")
+        return datasets.load_dataset("parquet", data_files=files, split="train")
     if os.path.isdir(path):
         loaded = datasets.load_from_disk(path)
         if isinstance(loaded, datasets.DatasetDict):
