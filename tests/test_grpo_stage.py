@@ -128,4 +128,6 @@ def test_demo_recipe_grpo_stage_is_valid(tmp_path, monkeypatch):
     stage = recipe.stages[-1]
     assert stage.type == "grpo" and recipe.stages[-2].type == "sft"  # GRPO comes after the SFT stages
     args = build_grpo_config(stage, recipe, str(tmp_path / "grpo"))
-    assert args.num_image_tokens == 64 and args.beta > 0 and args.reward_funcs == ["accuracy"]
+    # GRPO keeps the SFT resolution: its checkpoint (and the evaluation) use the same visual-token count
+    assert args.num_image_tokens == recipe.stages[-2].num_image_tokens
+    assert args.beta > 0 and args.reward_funcs == ["accuracy"]

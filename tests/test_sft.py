@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import datasets
 import numpy as np
@@ -153,6 +154,12 @@ def test_no_cross_sample_attention_and_image_order(processor):
 
 
 @pytest.mark.flex
+@pytest.mark.skipif(
+    not torch.cuda.is_available() and os.environ.get("INFIMED_FLEX_TRAINING_ON_CPU") != "1",
+    reason="Training through flex attention compiles its backward with inductor; on CPU with torch 2.13 that C++ "
+    "compile fails intermittently (CppCompileError in torchinductor, seen in CI here). The forward contract is "
+    "covered on CPU by tests/test_modeling.py; set INFIMED_FLEX_TRAINING_ON_CPU=1 to run this anyway.",
+)
 def test_packed_rows_with_flex_attention(processor):
     model = _model(attn_implementation="flex_attention")
     samples = _decoded_samples(make_vqa_dataset(4, seed=3), processor)
