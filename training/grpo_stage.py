@@ -39,46 +39,15 @@ _EXAMPLES_PER_REASON = 3
 
 def build_grpo_config(stage, recipe, output_dir: str):
     """`InfiMedGRPOConfig` from the stage's common keys and its `grpo:` block (which wins on conflicts)."""
-    import torch
-
     from .grpo_config import InfiMedGRPOConfig
+    from .stages import stage_trainer_config
 
-    known = {f.name for f in dataclasses.fields(InfiMedGRPOConfig)}
-    unknown = sorted(set(stage.grpo) - known)
-    if unknown:
-        raise ValueError(
-            f"Stage {stage.name!r}: unknown `grpo` key(s) {unknown}; they must be InfiMedGRPOConfig fields "
-            "(see `infimed.training.InfiMedGRPOConfig`)."
-        )
-    cuda = torch.cuda.is_available()
-    try:
-        import tensorboard  # noqa: F401
-
-        report_to = ["tensorboard"]
-    except ImportError:
-        report_to = []
-    kwargs = dict(
-        output_dir=output_dir,
-        seed=recipe.seed,
-        num_train_epochs=stage.epochs,
-        max_steps=stage.max_steps,
-        learning_rate=stage.learning_rate,
-        weight_decay=stage.weight_decay,
-        warmup_steps=stage.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers v5
-        lr_scheduler_type=stage.lr_scheduler_type,
-        per_device_train_batch_size=stage.per_device_train_batch_size,
-        gradient_accumulation_steps=stage.gradient_accumulation_steps,
-        num_image_tokens=stage.num_image_tokens,
-        # bf16 only where it is fast and exact enough (CUDA); CPU autocast to bf16 is slower and lossy.
-        bf16=cuda,
-        use_cpu=not cuda,
-        report_to=report_to,
-        save_total_limit=_SAVE_TOTAL_LIMIT,
+    return stage_trainer_config(
+        InfiMedGRPOConfig, stage, recipe, output_dir, stage.grpo, "grpo",
+        num_image_tokens=stage.num_image_tokens, save_total_limit=_SAVE_TOTAL_LIMIT,
         # Every step: GRPO steps are few and each one's reward is the curve the summary reports.
         logging_steps=1,
     )
-    kwargs.update(stage.grpo)
-    return InfiMedGRPOConfig(**kwargs)
 
 
 def _user_turns_and_placeholders(messages) -> tuple[bool, int]:

@@ -20,44 +20,13 @@ _SAVE_TOTAL_LIMIT = 2
 
 def build_sft_config(stage, recipe, output_dir: str):
     """`InfiMedSFTConfig` from the stage's common keys and its `sft:` block (which wins on conflicts)."""
-    import torch
-
     from .sft_config import InfiMedSFTConfig
+    from .stages import stage_trainer_config
 
-    known = {f.name for f in dataclasses.fields(InfiMedSFTConfig)}
-    unknown = sorted(set(stage.sft) - known)
-    if unknown:
-        raise ValueError(f"Stage {stage.name!r}: unknown `sft` key(s) {unknown}; they must be InfiMedSFTConfig fields "
-                         "(see `infimed.training.InfiMedSFTConfig`).")
-    cuda = torch.cuda.is_available()
-    try:
-        import tensorboard  # noqa: F401
-
-        report_to = ["tensorboard"]
-    except ImportError:
-        report_to = []
-    kwargs = dict(
-        output_dir=output_dir,
-        seed=recipe.seed,
-        num_train_epochs=stage.epochs,
-        max_steps=stage.max_steps,
-        learning_rate=stage.learning_rate,
-        weight_decay=stage.weight_decay,
-        warmup_steps=stage.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers v5
-        lr_scheduler_type=stage.lr_scheduler_type,
-        per_device_train_batch_size=stage.per_device_train_batch_size,
-        gradient_accumulation_steps=stage.gradient_accumulation_steps,
-        max_length=stage.max_length,
-        packing=True,
-        # bf16 only where it is fast and exact enough (CUDA); CPU autocast to bf16 is slower and lossy.
-        bf16=cuda,
-        use_cpu=not cuda,
-        report_to=report_to,
-        save_total_limit=_SAVE_TOTAL_LIMIT,
-        logging_steps=10,
+    return stage_trainer_config(
+        InfiMedSFTConfig, stage, recipe, output_dir, stage.sft, "sft",
+        max_length=stage.max_length, packing=True, save_total_limit=_SAVE_TOTAL_LIMIT, logging_steps=10,
     )
-    kwargs.update(stage.sft)
-    return InfiMedSFTConfig(**kwargs)
 
 
 def _last_checkpoint(output_dir: str) -> str | None:

@@ -16,6 +16,45 @@ __all__ = ["load_stage_model", "load_stage_datasets", "lora_config", "save_stage
 logger = logging.getLogger(__name__)
 
 
+def stage_trainer_config(config_class, stage, recipe, output_dir: str, block: dict, block_name: str, **specific):
+    """`config_class` (InfiMedSFTConfig / InfiMedGRPOConfig) from the stage's common keys, the type-specific
+    `specific` defaults and the stage's `sft:` / `grpo:` block, which wins on conflicts."""
+    import dataclasses
+
+    import torch
+
+    unknown = sorted(set(block) - {f.name for f in dataclasses.fields(config_class)})
+    if unknown:
+        raise ValueError(f"Stage {stage.name!r}: unknown `{block_name}` key(s) {unknown}; they must be "
+                         f"{config_class.__name__} fields (see `infimed.training.{config_class.__name__}`).")
+    cuda = torch.cuda.is_available()
+    try:
+        import tensorboard  # noqa: F401
+
+        report_to = ["tensorboard"]
+    except ImportError:
+        report_to = []
+    kwargs = dict(
+        output_dir=output_dir,
+        seed=recipe.seed,
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps,
+        learning_rate=stage.learning_rate,
+        weight_decay=stage.weight_decay,
+        warmup_steps=stage.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers v5
+        lr_scheduler_type=stage.lr_scheduler_type,
+        per_device_train_batch_size=stage.per_device_train_batch_size,
+        gradient_accumulation_steps=stage.gradient_accumulation_steps,
+        # bf16 only where it is fast and exact enough (CUDA); CPU autocast to bf16 is slower and lossy.
+        bf16=cuda,
+        use_cpu=not cuda,
+        report_to=report_to,
+        **specific,
+    )
+    kwargs.update(block)
+    return config_class(**kwargs)
+
+
 def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
     """Load model + processor from `init_model`; apply the stage's `num_image_tokens` and `trainable` groups.
 
