@@ -164,18 +164,19 @@ def reward_curve(log_history: list[dict], window: int = 5) -> dict:
     return {"window": window, "points": curve}
 
 
-def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-
-
 def run(stage, recipe, init_model: str, output_dir: str, resume: bool) -> dict:
     """Train one GRPO stage from `init_model`; write a full checkpoint to `output_dir`; return its summary."""
     from transformers import set_seed
 
     from .grpo_trainer import InfiMedGRPOTrainer
-    from .stages import load_stage_datasets, load_stage_model, lora_config, push_stage_output, save_stage_output
+    from .stages import (
+        last_checkpoint as _last_checkpoint,
+        load_stage_datasets,
+        load_stage_model,
+        lora_config,
+        push_stage_output,
+        save_stage_output,
+    )
 
     start = time.time()
     set_seed(recipe.seed)

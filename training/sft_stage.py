@@ -29,18 +29,19 @@ def build_sft_config(stage, recipe, output_dir: str):
     )
 
 
-def _last_checkpoint(output_dir: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-
-
 def run(stage, recipe, init_model: str, output_dir: str, resume: bool) -> dict:
     """Train one SFT stage from `init_model`; write a full checkpoint to `output_dir`; return its summary."""
     from transformers import set_seed
 
     from .sft_trainer import InfiMedSFTTrainer
-    from .stages import load_stage_datasets, load_stage_model, lora_config, push_stage_output, save_stage_output
+    from .stages import (
+        last_checkpoint as _last_checkpoint,
+        load_stage_datasets,
+        load_stage_model,
+        lora_config,
+        push_stage_output,
+        save_stage_output,
+    )
 
     start = time.time()
     set_seed(recipe.seed)

@@ -55,6 +55,13 @@ def stage_trainer_config(config_class, stage, recipe, output_dir: str, block: di
     return config_class(**kwargs)
 
 
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-*` folder in `output_dir` (what `--resume` continues from), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+
+
 def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
     """Load model + processor from `init_model`; apply the stage's `num_image_tokens` and `trainable` groups.
 
