@@ -11,6 +11,7 @@ from setuptools import setup
 # import name -> folder in the repository, for the top-level packages of the design card
 TOP_LEVEL = {
     "infimed": "infimed",
+    "infimed.core": "core",
     "infimed.modeling": "modeling_infimed",
     "infimed.processing": "processing",
     "infimed.data": "data",
@@ -34,9 +35,10 @@ def _with_subpackages(top_level: dict[str, str]) -> dict[str, str]:
 
 PACKAGE_DIRS = _with_subpackages(TOP_LEVEL)
 
-# Lower bounds: the oldest versions the code is tested against. torch and huggingface_hub stay loose enough for the
-# GPU image (torch 2.11, huggingface_hub 1.33, see shared/DESIGN.md section 5); transformers 5.23 is the first with
-# the dataclass configs this package uses.
+# Honest ranges for library users; `make test`/`make demo` install the exact set in requirements-lock.txt and
+# `make test-latest` checks the newest releases these ranges allow (docs/compatibility.md). torch and huggingface_hub
+# stay loose enough for the GPU image (torch 2.11, huggingface_hub 1.33); transformers 5.23 is the first with the
+# dataclass configs this package uses, and the model code follows 5.24's `past_key_values` -> `cache` rename.
 INSTALL_REQUIRES = [
     "torch>=2.11",
     "transformers>=5.23,<6",

@@ -1,14 +1,57 @@
 """InfiMed: medical multimodal LLMs (InfiMed-Foundation, InfiMed-SFT/RL) in the Hugging Face ecosystem.
 
-Importing ``infimed`` registers the InfiMed classes with the transformers Auto classes and marks them for remote
-code, so `save_pretrained` writes `auto_map` and copies the code next to the weights. That registration is the only
-import-time side effect.
+The public classes are imported on first use, so `import infimed` (and `infimed --help`) stay light: neither imports
+torch nor transformers (`tests/test_public_api.py` holds this).
+
+    from infimed import InfiMedForConditionalGeneration, InfiMedProcessor
+
+Importing the model or processor classes registers them with the transformers Auto classes and marks them for remote
+code (so `save_pretrained` writes `auto_map` and copies the code next to the weights). Call `infimed.register()` to
+register without touching a class, e.g. before `AutoModelForImageTextToText.from_pretrained(folder)`.
 """
 
-from ._registration import register
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-register()
+# public name -> the subpackage that defines it
+_EXPORTS = {
+    "InfiMedConfig": "infimed.modeling",
+    "InfiMedModel": "infimed.modeling",
+    "InfiMedForConditionalGeneration": "infimed.modeling",
+    "InfiMedProcessor": "infimed.processing",
+    "InfiMedImageProcessor": "infimed.processing",
+    "InfiMedSFTConfig": "infimed.training",
+    "InfiMedSFTTrainer": "infimed.training",
+    "InfiMedGRPOConfig": "infimed.training",
+    "InfiMedGRPOTrainer": "infimed.training",
+}
 
-__all__ = ["__version__", "register"]
+__all__ = ["__version__", "register", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from infimed.modeling import InfiMedConfig, InfiMedForConditionalGeneration, InfiMedModel
+    from infimed.processing import InfiMedImageProcessor, InfiMedProcessor
+    from infimed.training import InfiMedGRPOConfig, InfiMedGRPOTrainer, InfiMedSFTConfig, InfiMedSFTTrainer
+
+
+def register() -> None:
+    """Register the InfiMed config, models, image processor and processor with the transformers Auto classes."""
+    # Importing the two subpackages registers their classes (once; see infimed/_registration.py).
+    importlib.import_module("infimed.modeling")
+    importlib.import_module("infimed.processing")
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'infimed' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,38 +1,29 @@
-"""Registration of the InfiMed classes with the transformers Auto classes (idempotent)."""
+"""Registration of the InfiMed classes with the transformers Auto classes (idempotent).
+
+`infimed.modeling` and `infimed.processing` call these when they are imported: registering where the classes are
+defined is the one import-time side effect the package has, as for transformers' own model folders.
+"""
 
 from __future__ import annotations
 
-__all__ = ["register"]
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
-_DONE = False
+__all__ = ["register_model_classes", "register_processor_classes"]
 
 
-def register() -> None:
-    """Register config, models, image processor and processor; mark them for remote-code saving."""
-    global _DONE
-    if _DONE:
-        return
-    from transformers import (
-        AutoConfig,
-        AutoImageProcessor,
-        AutoModel,
-        AutoModelForImageTextToText,
-        AutoProcessor,
-    )
+def register_model_classes(config_class, model_class, generation_class) -> None:
+    """Config + base model + image-text-to-text model; remote-code saving writes their `auto_map` entries."""
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, model_class, exist_ok=True)
+    AutoModelForImageTextToText.register(config_class, generation_class, exist_ok=True)
+    config_class.register_for_auto_class("AutoConfig")
+    model_class.register_for_auto_class("AutoModel")
+    generation_class.register_for_auto_class("AutoModelForImageTextToText")
 
-    from infimed.modeling import InfiMedConfig, InfiMedForConditionalGeneration, InfiMedModel
-    from infimed.processing import InfiMedImageProcessor, InfiMedProcessor
 
-    AutoConfig.register(InfiMedConfig.model_type, InfiMedConfig, exist_ok=True)
-    AutoModel.register(InfiMedConfig, InfiMedModel, exist_ok=True)
-    AutoModelForImageTextToText.register(InfiMedConfig, InfiMedForConditionalGeneration, exist_ok=True)
-    AutoImageProcessor.register(InfiMedConfig, slow_image_processor_class=InfiMedImageProcessor, exist_ok=True)
-    AutoProcessor.register(InfiMedConfig, InfiMedProcessor, exist_ok=True)
-
-    # Remote code: save_pretrained copies the defining files and writes `auto_map` for these Auto classes.
-    InfiMedConfig.register_for_auto_class("AutoConfig")
-    InfiMedModel.register_for_auto_class("AutoModel")
-    InfiMedForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
-    InfiMedImageProcessor.register_for_auto_class("AutoImageProcessor")
-    InfiMedProcessor.register_for_auto_class("AutoProcessor")
-    _DONE = True
+def register_processor_classes(config_class, image_processor_class, processor_class) -> None:
+    """Image processor + processor, keyed by the InfiMed config class (AutoProcessor needs a class, not a string)."""
+    AutoImageProcessor.register(config_class, slow_image_processor_class=image_processor_class, exist_ok=True)
+    AutoProcessor.register(config_class, processor_class, exist_ok=True)
+    image_processor_class.register_for_auto_class("AutoImageProcessor")
+    processor_class.register_for_auto_class("AutoProcessor")

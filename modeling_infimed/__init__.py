@@ -9,6 +9,10 @@ from .modeling_infimed import (
 )
 from .presets import PRESETS, build_config, build_model, count_parameters
 
+from infimed._registration import register_model_classes
+
+register_model_classes(InfiMedConfig, InfiMedModel, InfiMedForConditionalGeneration)
+
 __all__ = [
     "PRESETS",
     "InfiMedConfig",

@@ -8,12 +8,14 @@
 
 `num_image_tokens` can change per call with the same weights: the low-to-high resolution schedule trains with few
 visual tokens first (e.g. 144) and many later (729). This file travels with saved checkpoints (remote code), so it
-imports only torch, transformers and its relative sibling.
+imports only torch, transformers and its relative sibling, and it runs on every transformers release the package
+supports (see `docs/compatibility.md`): the KV cache is `past_key_values` up to 5.23 and `cache` from 5.24, so the
+forward methods accept both names and the outputs use transformers' own output dataclasses, which follow the rename.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from transformers import AutoModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.generation import GenerationMixin
-from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_infimed import InfiMedConfig
@@ -36,6 +38,19 @@ __all__ = [
 ]
 
 
+# The name the installed transformers gives the KV cache, in forward arguments and in output fields: read off its
+# own output dataclass rather than compared with a version number, so a checkpoint's copy of this file follows the
+# release its user has. "past_key_values" up to 5.23; "cache" from 5.24 (the old name is deprecated until 5.40).
+CACHE_NAME = "cache" if "cache" in {f.name for f in fields(BaseModelOutputWithPast)} else "past_key_values"
+
+
+def _pick_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The one KV cache a caller passed, under either name (generation passes the installed release's name)."""
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Pass the KV cache once: `cache` (transformers >= 5.24) or `past_key_values`, not both.")
+    return cache if cache is not None else past_key_values
+
+
 @dataclass
 class InfiMedModelOutputWithPast(BaseModelOutputWithPast):
     """`BaseModelOutputWithPast` plus `image_hidden_states` of shape `(num_images, num_image_tokens, text_hidden)`."""
@@ -44,14 +59,9 @@ class InfiMedModelOutputWithPast(BaseModelOutputWithPast):
 
 
 @dataclass
-class InfiMedCausalLMOutputWithPast(ModelOutput):
-    """Causal-LM output (`loss`, `logits` (B, S, V), `past_key_values`, ...) plus `image_hidden_states`."""
+class InfiMedCausalLMOutputWithPast(CausalLMOutputWithPast):
+    """`CausalLMOutputWithPast` (`loss`, `logits` (B, S, V), the KV cache, ...) plus `image_hidden_states`."""
 
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
     image_hidden_states: torch.Tensor | None = None
 
 
@@ -89,7 +99,7 @@ class InfiMedPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["past_key_values", "cache"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -184,12 +194,14 @@ class InfiMedModel(InfiMedPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         num_image_tokens: int | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> InfiMedModelOutputWithPast:
+        cache = _pick_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         if inputs_embeds is None:
@@ -201,33 +213,33 @@ class InfiMedModel(InfiMedPreTrainedModel):
             image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
             inputs_embeds = inputs_embeds.masked_scatter(mask, image_features.reshape(-1, image_features.shape[-1]))
-        elif input_ids is not None and past_key_values is None and bool((input_ids == self.config.image_token_id).any()):
+        elif input_ids is not None and cache is None and bool((input_ids == self.config.image_token_id).any()):
             raise ValueError(
                 "Image features and image tokens do not match: tokens "
                 f"{int((input_ids == self.config.image_token_id).sum())}, features 0. Pass `pixel_values` for the "
                 "images whose placeholders are in the text."
             )
 
-        if attention_mask is None and past_key_values is None and position_ids is not None:
+        if attention_mask is None and cache is None and position_ids is not None:
             # Packed rows (position_ids restart per sample, no attention mask): transformers derives the per-sample
             # block mask from position_ids only when no cache object exists. A cache would make samples attend to
-            # each other silently (shared/DESIGN.md section 3), so packed forwards never build one.
+            # each other silently (docs/packing.md), so packed forwards never build one.
             use_cache = False
 
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            **{CACHE_NAME: cache},
             **kwargs,
         )
         return InfiMedModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=image_features,
+            **{CACHE_NAME: outputs.get(CACHE_NAME)},
         )
 
 
@@ -269,15 +281,18 @@ class InfiMedForConditionalGeneration(InfiMedPreTrainedModel, GenerationMixin):
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         num_image_tokens: int | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> InfiMedCausalLMOutputWithPast:
         r"""
+        cache / past_key_values (`Cache`, *optional*): the KV cache, under the name of either transformers release
+            (`cache` from 5.24, `past_key_values` before); pass it once.
         labels (`torch.LongTensor` of shape `(B, S)`): next-token targets, `-100` where no loss is taken. The shift
             happens inside the loss, as in every transformers causal LM.
         num_image_tokens (`int`, *optional*): visual tokens per image for this call (default `config.num_image_tokens`).
@@ -287,7 +302,7 @@ class InfiMedForConditionalGeneration(InfiMedPreTrainedModel, GenerationMixin):
             pixel_values=pixel_values,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=_pick_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             num_image_tokens=num_image_tokens,
@@ -305,8 +320,8 @@ class InfiMedForConditionalGeneration(InfiMedPreTrainedModel, GenerationMixin):
         return InfiMedCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=outputs.image_hidden_states,
+            **{CACHE_NAME: outputs.get(CACHE_NAME)},
         )
