@@ -202,7 +202,8 @@ class ConfigParser(HfArgumentParser):
             config_file: add a positional ``config`` (a YAML file of ``cls`` fields); flags become optional then.
             sections: nested dataclass fields whose scalar fields also get flags, mapped to a flag prefix, e.g.
                 ``{"generation": ""}`` makes ``--batch-size`` set ``generation.batch_size``.
-            aliases: extra flag names by field (``"section.field"`` inside a section), e.g. ``{"output_dir": "--output"}``.
+            aliases: extra flag names by field (``"section.field"`` inside a section), e.g.
+                ``{"output_dir": "--output"}``.
         """
         if config_file:
             self.add_argument(

@@ -1,7 +1,8 @@
 """The ``infimed`` console script.
 
 Each subcommand lives in its own module under ``infimed.commands`` with two functions:
-``add_arguments(parser)`` and ``main(args) -> int | None``. Modules are imported only when their subcommand runs (or
+``add_arguments(parser)`` and ``main(args) -> int | None``. Its parser is a ``ConfigParser`` (``infimed.core.config``):
+flags come from config dataclass fields and their help metadata, with an optional YAML config file under them. Modules are imported only when their subcommand runs (or
 its ``--help`` is asked for), so ``infimed --help`` stays fast and never imports torch.
 
     infimed --help
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from infimed.core.config import ConfigParser
 
 __all__ = ["COMMANDS", "main"]
 
@@ -42,7 +45,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         prog="infimed",
         description="InfiMed: build, train, evaluate and publish medical multimodal LLMs.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ConfigParser)
     # Only the subcommand being run imports its module; the others register a bare parser for the listing.
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():

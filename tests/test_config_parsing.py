@@ -46,7 +46,8 @@ def test_builds_nested_dataclasses_and_lists():
         "stages": [{"max_steps": 3, "learning_rate": 1}], "sources": [{"name": "a", "limit": 5}],
         "stage": {"max_steps": 2}, "options": {"k": 1}, "mode": "slow", "data": "d",
     }, "recipe")
-    assert recipe.stages == [Stage(max_steps=3, learning_rate=1.0)] and isinstance(recipe.stages[0].learning_rate, float)
+    assert recipe.stages == [Stage(max_steps=3, learning_rate=1.0)]
+    assert isinstance(recipe.stages[0].learning_rate, float)
     assert recipe.sources == [Source("a", 5)] and recipe.stage == Stage(max_steps=2) and recipe.data == Path("d")
 
 
