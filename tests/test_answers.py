@@ -14,6 +14,8 @@ from infimed.evaluation.answers import (
     token_prf,
 )
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 OPTIONS = ["Liver", "Lung", "Heart", "Kidney"]
 
 

@@ -12,6 +12,8 @@ from infimed.evaluation.benchmarks import BENCHMARKS, load_benchmark, resolve_be
 from infimed.evaluation.prompts import INSTRUCTIONS, build_prompt, template_identity  # noqa: E402
 from infimed.processing.image_io import load_image  # noqa: E402
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 WRITERS = {
     "vqa_rad": schemas.write_vqa_rad,
     "slake": schemas.write_slake,

@@ -10,6 +10,8 @@ from PIL import Image
 from infimed.evaluation.generation import GenerationOptions, GenerationRequest, batched_generate
 from infimed.testing import tiny_processor
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 SPECIAL = ["<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>"]
 # Qwen2.5-VL's user-turn layout for image parts, on ChatML; enough for generation prompts.
 TEMPLATE = (

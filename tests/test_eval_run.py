@@ -12,6 +12,8 @@ from infimed.evaluation.generation import GenerationOptions, GenerationRequest, 
 from infimed.evaluation.runner import EvalConfig, run_evaluation
 from infimed.testing import tiny_model, tiny_processor
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):

@@ -12,6 +12,8 @@ from infimed.evaluation.judge import JUDGE_PROMPT, apply_judge, judge_identity, 
 from infimed.evaluation.scoring import aggregate_metrics, chance_accuracy, score_item
 from infimed.llm_client import OpenAIChatClient
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 
 def mc(answer="A", options=("pneumonia", "fracture"), benchmark="pmc_vqa", i=0):
     return EvalItem(id=f"mc{i}", benchmark=benchmark, question="Which finding?", answer=answer, kind="multiple_choice",

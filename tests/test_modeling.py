@@ -7,6 +7,8 @@ from PIL import Image
 
 from infimed.testing import tiny_model, tiny_processor
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 
 def _image(seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)

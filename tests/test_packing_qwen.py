@@ -7,6 +7,8 @@ from PIL import Image
 from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from infimed.training.sft_trainer import find_rope_index_fn
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 IMAGE, VSTART, VEND = 120, 122, 123
 
 

@@ -7,6 +7,8 @@ from PIL import Image
 from infimed.processing.image_io import ImageLoadError
 from infimed.testing import tiny_processor
 
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
+
 
 def _image():
     return Image.fromarray((np.random.default_rng(0).random((50, 70, 3)) * 255).astype("uint8"))

@@ -6,9 +6,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from infimed.testing import tiny_model, tiny_processor
+
+pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
 
 # A fresh interpreter in which importing `infimed` fails: only the checkpoint's own copied code can be used.
 BLOCKED_LOADER = textwrap.dedent(

@@ -100,6 +100,7 @@ def test_labels_only_on_assistant_answer_and_never_on_images(processor):
     assert bool((all_labels[ids == processor.image_token_id] == -100).all())
 
 
+@pytest.mark.upstream
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_loss_and_grads_equal_token_weighted_unpacked(processor, attn):
     model = _model(attn_implementation=attn)
@@ -127,6 +128,7 @@ def test_packed_loss_and_grads_equal_token_weighted_unpacked(processor, attn):
     assert any(n.startswith("model.vision_tower") for n in packed_grads)  # images really went through
 
 
+@pytest.mark.upstream
 def test_no_cross_sample_attention_and_image_order(processor):
     model = _model()
     samples = [s for s in _decoded_samples(make_vqa_dataset(8, seed=2), processor) if s["images"]][:3]
@@ -200,6 +202,7 @@ def test_trainer_counts_dropped_samples_and_strict_mode_raises(tmp_path, process
                           processing_class=processor)
 
 
+@pytest.mark.upstream
 def test_trainer_loss_equals_unpacked_loss(tmp_path, processor):
     """The training path (TRL's fused LM head, token-weighted) gives the unpacked loss on a packed batch."""
     model = _model()
