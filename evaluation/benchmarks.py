@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infimed.core.datasets import load_local
+
 from .answers import extract_yes_no, option_letters
 from .items import EvalItem
 
@@ -151,15 +153,7 @@ def _record_to_item(spec: BenchmarkSpec, record: Any) -> EvalItem | str:
 
 
 def _load_demo(source: str, split: str) -> tuple[list[EvalItem], dict[str, int]]:
-    import datasets
-
-    loaded = datasets.load_from_disk(source)
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise ValueError(f"{source} has splits {list(loaded)}; the demo benchmark reads {split!r}.")
-        loaded = loaded[split]
-    if "images" in loaded.features:
-        loaded = loaded.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    loaded = load_local(source, split)
     items, skipped = [], {}
     for row in loaded:
         reason = row.get("corrupted") or ("no gold answer" if not str(row.get("answer", "")).strip() else "")

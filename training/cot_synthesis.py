@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from infimed.core.datasets import as_image_list
 from infimed.evaluation.answers import score_answer
 from infimed.llm_client import ChatClient, cache_key, image_part
 from infimed.training.cot_prompts import COT_STYLES, build_teacher_text
@@ -228,13 +229,11 @@ def _output_row(row: dict, trace: str, style: str, k: int, teacher: str, prompt_
 
 def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
     """Write, check and keep traces for ``dataset``; returns ``(datasets.Dataset, report dict)``."""
-    import datasets
-
     start = time.perf_counter()
     indices, skipped = select_samples(dataset, config.selection, config.seed)
     # Keep images as encoded bytes: they pass through to the output without a decode/encode round trip.
     if "images" in dataset.column_names:
-        dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+        dataset = as_image_list(dataset, "images")
     rows, requests = {}, {}
     for i in indices:
         row = dataset[i]

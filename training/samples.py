@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from infimed.core.datasets import undecoded_images
+
 __all__ = ["DROP_REASONS", "DropReport", "SampleEncoder", "encode_dataset", "count_placeholders"]
 
 logger = logging.getLogger(__name__)
@@ -177,8 +179,6 @@ def encode_dataset(dataset, encoder: SampleEncoder, *, strict: bool = False, num
     `kept` has `input_ids`, `labels`, `num_images`, `length`, the (undecoded) `images` column for the collator, and
     the original row index as `source_index`. With `strict=True` the first bad sample raises a `ValueError` naming it.
     """
-    import datasets
-
     if "messages" not in dataset.column_names:
         raise ValueError(
             f"Packed vision-language training needs a conversational `messages` column (TRL's vision format); "
@@ -189,11 +189,7 @@ def encode_dataset(dataset, encoder: SampleEncoder, *, strict: bool = False, num
                               remove_columns=["image"])
     # Decoding corrupt bytes inside `datasets` would raise while iterating; keep raw `{bytes, path}` dicts instead
     # and let `load_image` validate (and name) each one.
-    if "images" in dataset.column_names:
-        feature = dataset.features["images"]
-        inner = getattr(feature, "feature", None)
-        if isinstance(inner, datasets.Image) and inner.decode:
-            dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    dataset = undecoded_images(dataset, columns=["images"])
     keep_columns = {"images"}
     encoded = dataset.map(
         encoder,

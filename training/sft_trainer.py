@@ -18,6 +18,8 @@ import logging
 import torch
 from trl import SFTTrainer
 
+from infimed.core.datasets import undecoded_images
+
 from .collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from .packed_dataset import PackedDataset, build_packed_dataset
 from .packing import PackingBudget
@@ -36,17 +38,6 @@ def _is_vision_dataset(dataset) -> bool:
     if isinstance(columns, dict):  # DatasetDict-like
         columns = next(iter(columns.values()))
     return "images" in columns or "image" in columns
-
-
-def _undecoded(dataset):
-    """`dataset` with its `images` column left as raw `{bytes, path}` dicts (decoded and validated when encoding)."""
-    import datasets
-
-    feature = getattr(dataset, "features", {}).get("images") if hasattr(dataset, "features") else None
-    inner = getattr(feature, "feature", None)
-    if isinstance(inner, datasets.Image) and inner.decode:
-        return dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
-    return dataset
 
 
 def find_rope_index_fn(model):
@@ -85,11 +76,11 @@ class InfiMedSFTTrainer(SFTTrainer):
             )
         if self._multimodal_packing:
             # TRL peeks at the first sample; a corrupt image there must be counted, not crash the decode.
-            train_dataset = _undecoded(train_dataset)
+            train_dataset = undecoded_images(train_dataset, columns=["images"])
             if isinstance(eval_dataset, dict):
-                eval_dataset = {k: _undecoded(v) for k, v in eval_dataset.items()}
+                eval_dataset = {k: undecoded_images(v, columns=["images"]) for k, v in eval_dataset.items()}
             elif eval_dataset is not None:
-                eval_dataset = _undecoded(eval_dataset)
+                eval_dataset = undecoded_images(eval_dataset, columns=["images"])
         packing_flag = args.packing
         if self._multimodal_packing:
             args.packing = False  # the one check TRL 1.16 makes against vision packing; restored below

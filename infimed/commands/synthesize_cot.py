@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from infimed.core.datasets import load_table
+
 __all__ = ["add_arguments", "main"]
 
 
@@ -41,14 +43,7 @@ def main(args: argparse.Namespace) -> int:
     if args.max_samples is not None:
         config.selection.max_samples = args.max_samples
 
-    if os.path.isdir(config.dataset):
-        loaded = datasets.load_from_disk(config.dataset)
-        if isinstance(loaded, datasets.DatasetDict):
-            if config.split not in loaded:
-                raise ValueError(f"{config.dataset} has splits {list(loaded)}, not `split: {config.split}`.")
-            loaded = loaded[config.split]
-    else:
-        loaded = datasets.load_dataset(config.dataset, split=config.split)
+    loaded = load_table(config.dataset, config.split)
 
     from transformers import set_seed
 
