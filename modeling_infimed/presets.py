@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {
             "eos_token_id": 2,  # <|im_end|> in the tiny tokenizer
             "pad_token_id": 0,  # <|endoftext|>
         },
-        num_image_tokens=64,  # SFT setting: no pooling; pretraining uses 16 (4x4)
+        num_image_tokens=64,  # the full 8x8 grid, no pooling; recipes/demo.yaml pools to 4 (2x2), then 16 (4x4)
         image_token_id=3,  # <image> in the tiny tokenizer
     ),
     "infimed-foundation-1.7b": Preset(
