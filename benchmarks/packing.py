@@ -9,7 +9,7 @@ short open answers, long captions and reports; 1 to 4 images per sample) from th
 optimiser. Prints one JSON object: packing/padding efficiency, useful (non-padding) tokens per second, speedup,
 peak memory per path, the packed-vs-unpacked loss difference on the same samples, and the hardware. On CUDA it also
 reports model FLOPs utilisation, 6 x LM parameters x useful tokens / time / peak (`--peak-tflops`, default: the
-bf16 matmul peak measured on the project's H100, shared/DESIGN.md section 5).
+bf16 matmul peak measured on the project's H100, docs/gpu-baseline.md).
 
 Random weights (`--preset` architectures, no download); the tiny preset's own byte-level tokenizer is used for every
 preset, so text lengths are in that tokenizer's tokens.
@@ -28,7 +28,7 @@ import time
 
 __all__ = ["main"]
 
-# bf16 dense matmul peak measured on the project's H100 80GB (shared/DESIGN.md section 5), in TFLOP/s.
+# bf16 dense matmul peak measured on the project's H100 80GB (docs/gpu-baseline.md), in TFLOP/s.
 H100_MEASURED_PEAK_TFLOPS = 798.0
 _WORDS = ("lesion", "opacity", "nodule", "effusion", "normal", "left", "right", "upper", "lower", "zone", "margin",
           "small", "large", "bright", "dark", "round", "irregular", "no", "acute", "finding")
@@ -264,7 +264,7 @@ def _parse(argv):
     parser.add_argument("--rows", type=int, default=1, help="Packed rows per step.")
     parser.add_argument("--warmup-steps", type=int, default=2, help="Steps left out of the throughput.")
     parser.add_argument("--peak-tflops", type=float, default=H100_MEASURED_PEAK_TFLOPS,
-                        help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in DESIGN.md.")
+                        help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in docs/gpu-baseline.md.")
     parser.add_argument("--attn", default="sdpa", help="Attention implementation (sdpa, eager, flex_attention).")
     parser.add_argument("--memory-steps", type=int, default=4, help="CPU: steps of each fresh-process memory probe.")
     parser.add_argument("--seed", type=int, default=0)
