@@ -1,6 +1,9 @@
-"""Answer extraction and normalisation shared by the evaluation harness and the RL rewards.
+"""Answer extraction, normalisation and scoring shared by the evaluation harness, the RL rewards, CoT rejection
+sampling and the curation rules.
 
-One implementation, so a reward and a benchmark score can never disagree about what a completion answered.
+One implementation, so a reward and a benchmark score can never disagree about what a completion answered. It lives
+in ``infimed.core`` so ``infimed.data`` (curation), ``infimed.training`` and ``infimed.evaluation`` all import it
+without one of them importing another.
 
     >>> extract_final_answer("<think>B looks wrong</think><answer>C</answer>")
     'C'
@@ -15,7 +18,7 @@ One implementation, so a reward and a benchmark score can never disagree about w
     >>> score_answer("\\\\boxed{A}", "A", "multiple_choice", ["x", "y"])
     AnswerMatch(extracted='A', correct=True, parsed=True)
 
-Design choices (each differs on purpose from MedEvalKit's scoring, see ``shared/DESIGN.md`` section 2):
+Design choices (each differs on purpose from MedEvalKit's scoring):
 
 - nothing unparseable is mapped to "the closest" or a random option; it is reported as ``parsed=False``;
 - yes/no uses word boundaries and only counts a bare "no" as an answer, never the determiner in "no effusion",
@@ -32,21 +35,32 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
+from .tasks import ANSWER_KINDS, TEXT_KINDS, QuestionKind, option_letters
+
 __all__ = [
-    "ANSWER_KINDS",
+    "ANSWER_FORMAT_INSTRUCTION",
     "AnswerMatch",
     "extract_choice",
     "extract_final_answer",
     "extract_yes_no",
+    "follows_answer_format",
     "normalize_answer",
-    "option_letters",
     "score_answer",
     "token_prf",
 ]
 
-# Question kinds of the demo schema, plus "closed" for a short closed-set answer that is not yes/no (e.g. VQA-RAD
-# "Which side?" -> "left"), scored by normalised exact match like "open".
-ANSWER_KINDS = ("yes_no", "multiple_choice", "closed", "open", "caption")
+# The instruction GRPO prompts and CoT samples end with; :func:`follows_answer_format` checks exactly this layout.
+ANSWER_FORMAT_INSTRUCTION = (
+    "First think about the question inside <think> </think> tags, then give only the final answer inside "
+    "<answer> </answer> tags."
+)
+# Whole completion = one think block, then one non-empty answer block, nothing else but whitespace. The tempered
+# tokens `(?:(?!<tag>).)` forbid a second opening tag inside a block, so "<think><think>..." is malformed.
+_FORMAT_RE = re.compile(
+    r"\A\s*<think>(?:(?!</?think>).)*</think>"
+    r"\s*<answer>(?:(?!</?answer>|<think>).)*\S(?:(?!</?answer>).)*</answer>\s*\Z",
+    re.DOTALL,
+)
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _ANSWER_TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
@@ -112,6 +126,19 @@ def extract_final_answer(text: str | None) -> str:
     return text.strip()
 
 
+def follows_answer_format(text: str) -> bool:
+    """True when ``text`` is exactly ``<think>...</think><answer>...</answer>`` (whitespace around allowed).
+
+    The answer block must be non-empty; the think block may be empty.
+
+    >>> follows_answer_format("<think>bright</think>\\n<answer>yes</answer>")
+    True
+    >>> follows_answer_format("<think>x</think><answer>yes</answer> I hope this helps.")
+    False
+    """
+    return bool(_FORMAT_RE.match(text))
+
+
 def _strip_latex(text: str) -> str:
     # \text{B} / \mathrm{B} -> B, so boxed answers read like plain ones.
     return re.sub(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}", r"\1", text)
@@ -140,13 +167,6 @@ def normalize_answer(text: str | None) -> str:
             out.append(ch)
     text = _ARTICLES.sub(" ", "".join(out))
     return " ".join(text.split())
-
-
-def option_letters(num_options: int) -> list[str]:
-    """``["A", "B", ...]`` for ``num_options`` options (at most 26)."""
-    if not 0 <= num_options <= 26:
-        raise ValueError(f"`num_options` must be between 0 and 26 to be lettered A-Z, got {num_options}.")
-    return [chr(ord("A") + i) for i in range(num_options)]
 
 
 # A letter on its own: "B", "(B)", "[b]", "B.", "B)", "b:", "**B**".
@@ -338,17 +358,17 @@ def score_answer(
     >>> score_answer("<answer>Not sure</answer>", "no", "yes_no")
     AnswerMatch(extracted=None, correct=False, parsed=False)
     """
-    if kind == "multiple_choice":
+    if kind == QuestionKind.MULTIPLE_CHOICE:
         extracted = extract_choice(prediction, options)
         return AnswerMatch(extracted, extracted is not None and extracted == _gold_letter(gold, options),
                            extracted is not None)
-    if kind == "yes_no":
+    if kind == QuestionKind.YES_NO:
         gold_yn = extract_yes_no(gold)
         if gold_yn is None:
             raise ValueError(f"Yes/no gold answer {gold!r} is not yes/no (or 是/否); check the benchmark's `kind`.")
         extracted = extract_yes_no(prediction)
         return AnswerMatch(extracted, extracted == gold_yn, extracted is not None)
-    if kind in ("closed", "open", "caption"):
+    if kind in TEXT_KINDS:
         extracted = extract_final_answer(prediction)
         norm = normalize_answer(extracted)
         return AnswerMatch(extracted or None, bool(norm) and norm == normalize_answer(gold), bool(norm))

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from infimed.core.tasks import QuestionKind
+
 from .demo_questions import QUESTION_TYPES, DemoQuestion, build_prompt
 from .demo_render import render_radiograph, to_png_bytes, write_demo_dicom
 
@@ -209,7 +211,7 @@ def answer_distribution(dataset) -> dict[str, dict[str, int]]:
     for kind, answer, corrupted in zip(dataset["kind"], dataset["answer"], dataset["corrupted"]):
         if corrupted:
             continue
-        out.setdefault(kind, Counter())["<report>" if kind == "caption" else answer] += 1
+        out.setdefault(kind, Counter())["<report>" if kind == QuestionKind.CAPTION else answer] += 1
     return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
 
 

@@ -6,8 +6,8 @@ Multiple-choice options of image questions keep a fixed, natural order (counts a
 upper/lower, sizes ascending), so a balanced answer is also a uniform answer letter; the text-only questions shuffle
 their options to put the answer on the scheduled letter.
 
-Prompts use the instruction sentences MedEvalKit appends (see ``DESIGN.md`` section 2), so a model trained on the demo
-data is evaluated with the same wording it saw.
+Prompts are built by ``infimed.core.prompts.training_prompt`` with the instruction sentences MedEvalKit appends, so a
+model trained on the demo data is evaluated with the same wording it saw.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from infimed.core.prompts import PROMPT_TYPE_BY_KIND, training_prompt
+from infimed.core.tasks import QuestionKind, option_letter
 
 from .demo_render import (
     SIDES,
@@ -29,23 +32,16 @@ from .demo_render import (
 )
 
 __all__ = [
-    "KINDS",
-    "INSTRUCTIONS",
+    "PROMPT_TYPES",
     "QUESTION_TYPES",
     "QuestionType",
     "DemoQuestion",
     "build_prompt",
-    "option_letter",
 ]
 
-KINDS = ("yes_no", "multiple_choice", "open", "caption")
-# MedEvalKit's instruction sentences per kind (DESIGN.md section 2); captions are free text.
-INSTRUCTIONS = {
-    "yes_no": "Please output 'yes' or 'no'(no extra output).",
-    "multiple_choice": "Answer with the option's letter from the given choices directly.",
-    "open": "Answer the question using a single word or phrase.",
-    "caption": "",
-}
+# kind -> MedEvalKit prompt type. The demo's open answers are single words ("left", "upper", "bright"), so they get
+# the "single word or phrase" sentence; captions get no instruction (the question is the whole prompt).
+PROMPT_TYPES = {**PROMPT_TYPE_BY_KIND, QuestionKind.OPEN: "close_ended"}
 CAPTION_PROMPT = "Describe the findings in this chest radiograph."
 COUNT_OPTIONS = ["0", "1", "2", "3"]
 ZONE_OPTIONS = ["Left upper zone", "Left lower zone", "Right upper zone", "Right lower zone"]
@@ -70,19 +66,9 @@ TEXT_FACTS = [
 ]
 
 
-def option_letter(index: int) -> str:
-    return chr(ord("A") + index)
-
-
 def build_prompt(kind: str, question: str, options: list[str] | None = None) -> str:
     """The user text: question, then ``Options:`` lines for multiple choice, then the kind's instruction."""
-    lines = [question]
-    if kind == "multiple_choice":
-        lines.append("Options:")
-        lines.extend(f"{option_letter(i)}. {opt}" for i, opt in enumerate(options or []))
-    if INSTRUCTIONS.get(kind):
-        lines.append(INSTRUCTIONS[kind])
-    return "\n".join(lines)
+    return training_prompt(question, PROMPT_TYPES.get(kind), options or [])
 
 
 @dataclass
@@ -123,7 +109,7 @@ def _other(side: str) -> str:
 def _any_lesion(rng, target: str) -> DemoQuestion:
     count = int(rng.integers(1, 4)) if target == "yes" else 0
     question = ("Is there a lesion in this image?", "Is there an abnormality in this image?")[int(rng.integers(2))]
-    return DemoQuestion("yes_no", question, target, images=[_image(rng, count=count)])
+    return DemoQuestion(QuestionKind.YES_NO, question, target, images=[_image(rng, count=count)])
 
 
 def _side_lesion(rng, target: str) -> DemoQuestion:
@@ -136,13 +122,14 @@ def _side_lesion(rng, target: str) -> DemoQuestion:
         count = int(rng.choice([0, 1, 1, 2, 2]))
         sides = [_other(side)] * count
     return DemoQuestion(
-        "yes_no", f"Is there a lesion in the {side} lung?", target, images=[_image(rng, count=count, sides=sides)]
+        QuestionKind.YES_NO, f"Is there a lesion in the {side} lung?", target,
+        images=[_image(rng, count=count, sides=sides)],
     )
 
 
 def _multiple(rng, target: str) -> DemoQuestion:
     count = int(rng.integers(2, 4)) if target == "yes" else int(rng.choice([0, 1, 1]))
-    return DemoQuestion("yes_no", "Are there multiple lesions?", target, images=[_image(rng, count=count)])
+    return DemoQuestion(QuestionKind.YES_NO, "Are there multiple lesions?", target, images=[_image(rng, count=count)])
 
 
 # ----------------------------------------------------------------------------------------------- multiple choice
@@ -151,7 +138,7 @@ def _multiple(rng, target: str) -> DemoQuestion:
 def _count_mc(rng, target: str) -> DemoQuestion:
     count = COUNT_OPTIONS.index(target)
     return DemoQuestion(
-        "multiple_choice", "How many lesions are visible?", option_letter(count), list(COUNT_OPTIONS),
+        QuestionKind.MULTIPLE_CHOICE, "How many lesions are visible?", option_letter(count), list(COUNT_OPTIONS),
         [_image(rng, count=count)],
     )
 
@@ -160,12 +147,14 @@ def _zone_mc(rng, target: str) -> DemoQuestion:
     side, zone = target.split()
     answer = option_letter(ZONE_OPTIONS.index(f"{side.capitalize()} {zone} zone"))
     image = _image(rng, count=1, sides=[side], zones=[zone])
-    return DemoQuestion("multiple_choice", "Where is the lesion located?", answer, list(ZONE_OPTIONS), [image])
+    return DemoQuestion(
+        QuestionKind.MULTIPLE_CHOICE, "Where is the lesion located?", answer, list(ZONE_OPTIONS), [image]
+    )
 
 
 def _size_mc(rng, target: str) -> DemoQuestion:
     return DemoQuestion(
-        "multiple_choice", "What is the size of the lesion?", option_letter(SIZE_CLASSES.index(target)),
+        QuestionKind.MULTIPLE_CHOICE, "What is the size of the lesion?", option_letter(SIZE_CLASSES.index(target)),
         list(SIZE_OPTIONS), [_image(rng, count=1, sizes=[target])],
     )
 
@@ -179,7 +168,7 @@ def _compare_mc(rng, target: str) -> DemoQuestion:
     answer = option_letter(("first", "second", "same").index(target))
     question = "Image 1 and Image 2 are chest radiographs. Which image shows more lesions?"
     return DemoQuestion(
-        "multiple_choice", question, answer, list(COMPARE_OPTIONS),
+        QuestionKind.MULTIPLE_CHOICE, question, answer, list(COMPARE_OPTIONS),
         [_image(rng, count=first), _image(rng, count=second)],
     )
 
@@ -189,7 +178,7 @@ def _text_fact(rng, target: str) -> DemoQuestion:
     others = [distractors[i] for i in rng.permutation(len(distractors))]
     position = ord(target) - ord("A")
     options = others[:position] + [correct] + others[position:]
-    return DemoQuestion("multiple_choice", question, target, options, [])
+    return DemoQuestion(QuestionKind.MULTIPLE_CHOICE, question, target, options, [])
 
 
 # ----------------------------------------------------------------------------------------------------- open
@@ -198,17 +187,17 @@ def _text_fact(rng, target: str) -> DemoQuestion:
 def _side_open(rng, target: str) -> DemoQuestion:
     count = int(rng.choice([1, 1, 2]))  # a third have two lesions, both on the answer side
     image = _image(rng, count=count, sides=[target] * count)
-    return DemoQuestion("open", "Which side is the lesion on?", target, images=[image])
+    return DemoQuestion(QuestionKind.OPEN, "Which side is the lesion on?", target, images=[image])
 
 
 def _zone_open(rng, target: str) -> DemoQuestion:
     image = _image(rng, count=1, zones=[target])
-    return DemoQuestion("open", "Which zone contains the lesion?", target, images=[image])
+    return DemoQuestion(QuestionKind.OPEN, "Which zone contains the lesion?", target, images=[image])
 
 
 def _appearance_open(rng, target: str) -> DemoQuestion:
     return DemoQuestion(
-        "open", "Is the lesion bright or dark?", target, images=[_image(rng, count=1, appearances=[target])]
+        QuestionKind.OPEN, "Is the lesion bright or dark?", target, images=[_image(rng, count=1, appearances=[target])]
     )
 
 
@@ -217,22 +206,22 @@ def _appearance_open(rng, target: str) -> DemoQuestion:
 
 def _caption(rng, target: str) -> DemoQuestion:
     anatomy, lesions = _image(rng, count=int(target))
-    return DemoQuestion("caption", CAPTION_PROMPT, describe_findings(lesions), images=[(anatomy, lesions)])
+    return DemoQuestion(QuestionKind.CAPTION, CAPTION_PROMPT, describe_findings(lesions), images=[(anatomy, lesions)])
 
 
 # Shares: about 36% yes/no, 30% multiple choice (4% text-only, 4% two-image), 14% open, 20% captions. Captions feed
 # continual pretraining; the question kinds feed SFT and GRPO and are what the evaluation scores.
 QUESTION_TYPES: tuple[QuestionType, ...] = (
-    QuestionType("any_lesion", "yes_no", 0.12, ("yes", "no"), _any_lesion),
-    QuestionType("side_lesion", "yes_no", 0.14, ("yes", "no"), _side_lesion),
-    QuestionType("multiple_lesions", "yes_no", 0.10, ("yes", "no"), _multiple),
-    QuestionType("count", "multiple_choice", 0.08, tuple(COUNT_OPTIONS), _count_mc),
-    QuestionType("zone", "multiple_choice", 0.07, tuple(f"{s} {z}" for s in SIDES for z in ZONES), _zone_mc),
-    QuestionType("size", "multiple_choice", 0.07, SIZE_CLASSES, _size_mc),
-    QuestionType("compare_two_images", "multiple_choice", 0.04, ("first", "second", "same"), _compare_mc),
-    QuestionType("text_fact", "multiple_choice", 0.04, ("A", "B", "C", "D"), _text_fact),
-    QuestionType("side_open", "open", 0.05, SIDES, _side_open),
-    QuestionType("zone_open", "open", 0.05, ZONES, _zone_open),
-    QuestionType("appearance_open", "open", 0.04, ("bright", "dark"), _appearance_open),
-    QuestionType("caption", "caption", 0.20, ("0", "1", "2", "3"), _caption),
+    QuestionType("any_lesion", QuestionKind.YES_NO, 0.12, ("yes", "no"), _any_lesion),
+    QuestionType("side_lesion", QuestionKind.YES_NO, 0.14, ("yes", "no"), _side_lesion),
+    QuestionType("multiple_lesions", QuestionKind.YES_NO, 0.10, ("yes", "no"), _multiple),
+    QuestionType("count", QuestionKind.MULTIPLE_CHOICE, 0.08, tuple(COUNT_OPTIONS), _count_mc),
+    QuestionType("zone", QuestionKind.MULTIPLE_CHOICE, 0.07, tuple(f"{s} {z}" for s in SIDES for z in ZONES), _zone_mc),
+    QuestionType("size", QuestionKind.MULTIPLE_CHOICE, 0.07, SIZE_CLASSES, _size_mc),
+    QuestionType("compare_two_images", QuestionKind.MULTIPLE_CHOICE, 0.04, ("first", "second", "same"), _compare_mc),
+    QuestionType("text_fact", QuestionKind.MULTIPLE_CHOICE, 0.04, ("A", "B", "C", "D"), _text_fact),
+    QuestionType("side_open", QuestionKind.OPEN, 0.05, SIDES, _side_open),
+    QuestionType("zone_open", QuestionKind.OPEN, 0.05, ZONES, _zone_open),
+    QuestionType("appearance_open", QuestionKind.OPEN, 0.04, ("bright", "dark"), _appearance_open),
+    QuestionType("caption", QuestionKind.CAPTION, 0.20, ("0", "1", "2", "3"), _caption),
 )

@@ -1,10 +1,17 @@
 """InfiMed evaluation: MedEvalKit-compatible medical benchmarks, correct scoring, batched generation.
 
-The answer extraction in :mod:`infimed.evaluation.answers` is shared with the RL rewards. Heavy modules (generation,
-runner) import torch/transformers only when used.
+The answer extraction (:mod:`infimed.core.answers`, re-exported here) is shared with the RL rewards. Heavy modules
+(generation, runner) import torch/transformers only when used.
 """
 
-from .answers import AnswerMatch, extract_choice, extract_final_answer, extract_yes_no, normalize_answer, score_answer
+from infimed.core.answers import (
+    AnswerMatch,
+    extract_choice,
+    extract_final_answer,
+    extract_yes_no,
+    normalize_answer,
+    score_answer,
+)
 
 __all__ = [
     "AnswerMatch",

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infimed.core.answers import extract_yes_no
 from infimed.core.datasets import load_local
+from infimed.core.tasks import QuestionKind, option_letters
 
-from .answers import extract_yes_no, option_letters
 from .items import EvalItem
 
 __all__ = ["BENCHMARKS", "BenchmarkSpec", "LoadedBenchmark", "load_benchmark", "resolve_benchmark_names"]
@@ -129,27 +130,29 @@ def _record_to_item(spec: BenchmarkSpec, record: Any) -> EvalItem | str:
                   lang=record.lang or "en")
     if spec.reader == "slake":
         category["lang"] = record.lang or "en"
-    if record.kind == "multiple_choice":
+    if record.kind == QuestionKind.MULTIPLE_CHOICE:
         if answer not in option_letters(len(record.options)):
             return "gold answer is not one of the options"
-        return EvalItem(**common, answer=answer, kind="multiple_choice", prompt_type="multiple_choice",
+        return EvalItem(**common, answer=answer, kind=QuestionKind.MULTIPLE_CHOICE, prompt_type="multiple_choice",
                         options=list(record.options), option_format="paren" if spec.reader == "mmmu" else "dot",
                         category={"answer_type": "closed", **category})
-    if record.kind == "yes_no":
+    if record.kind == QuestionKind.YES_NO:
         prompt_type = "close_ended" if spec.reader == "slake" else "judgement"
-        return EvalItem(**common, answer=answer, kind="yes_no", prompt_type=prompt_type,
+        return EvalItem(**common, answer=answer, kind=QuestionKind.YES_NO, prompt_type=prompt_type,
                         category={"answer_type": "closed", **category})
     if answer_type == "closed":
         # SLAKE closed with a Chinese or non-yes/no gold (是/否, "Left", "CT"): yes/no scoring only for a bare
         # yes/no word, normalised exact match otherwise.
         bare_yes_no = len(answer) <= 3 and extract_yes_no(answer) is not None
-        return EvalItem(**common, answer=answer, kind="yes_no" if bare_yes_no else "closed", prompt_type="close_ended",
+        kind = QuestionKind.YES_NO if bare_yes_no else QuestionKind.CLOSED
+        return EvalItem(**common, answer=answer, kind=kind, prompt_type="close_ended",
                         category={"answer_type": "closed", **category})
     if spec.reader == "mmmu":
-        return EvalItem(**common, answer=answer, kind="closed", prompt_type="close_ended",
+        return EvalItem(**common, answer=answer, kind=QuestionKind.CLOSED, prompt_type="close_ended",
                         category={"answer_type": "open", **category})
-    return EvalItem(**common, answer=answer, kind="caption" if record.kind == "caption" else "open",
-                    prompt_type="open_ended", category={"answer_type": "open", **category})
+    kind = QuestionKind.CAPTION if record.kind == QuestionKind.CAPTION else QuestionKind.OPEN
+    return EvalItem(**common, answer=answer, kind=kind, prompt_type="open_ended",
+                    category={"answer_type": "open", **category})
 
 
 def _load_demo(source: str, split: str) -> tuple[list[EvalItem], dict[str, int]]:

@@ -1,6 +1,6 @@
 """``--medevalkit-compat``: MedEvalKit's scoring behaviour, reproduced for side-by-side comparison only.
 
-Each function re-implements one of MedEvalKit's scoring rules *including its faults* (``shared/DESIGN.md`` section 2),
+Each function re-implements one of MedEvalKit's scoring rules *including its faults*,
 so a user can tell how much of a published number comes from the parser rather than the model:
 
 ==========================  ==========================================================================================
@@ -27,9 +27,10 @@ import difflib
 import random
 import re
 
-from .answers import option_letters
+from infimed.core.prompts import OPTION_FORMATS
+from infimed.core.tasks import QuestionKind, option_letters
+
 from .items import EvalItem
-from .prompts import OPTION_FORMATS
 
 __all__ = [
     "compat_aggregate",
@@ -166,15 +167,15 @@ def compat_mmmu_choice(item: EvalItem, response: str, rng: random.Random) -> tup
 def compat_score_item(item: EvalItem, prediction: str, rng: random.Random) -> dict:
     """``{"compat": {...}}`` for one item, using the MedEvalKit rule its benchmark and kind would get."""
     out: dict = {"correct": False, "extracted": None, "fallback": None}
-    if item.kind == "multiple_choice":
+    if item.kind == QuestionKind.MULTIPLE_CHOICE:
         scorer = compat_mmmu_choice if item.benchmark.startswith("mmmu") else None
         correct, letter, fallback = (
             scorer(item, prediction, rng) if scorer else compat_multiple_choice(item, prediction)
         )
         out.update(correct=correct, extracted=letter, fallback=fallback)
-    elif item.kind == "yes_no" and item.answer.lower() in ("yes", "no"):
+    elif item.kind == QuestionKind.YES_NO and item.answer.lower() in ("yes", "no"):
         out["correct"] = compat_yes_no(item.answer, prediction)
-    elif item.kind in ("yes_no", "closed") and item.category.get("answer_type") == "closed":
+    elif item.kind in (QuestionKind.YES_NO, QuestionKind.CLOSED) and item.category.get("answer_type") == "closed":
         out["correct"] = compat_closed(item.answer, prediction)
     else:
         metrics = compat_open(item.answer, prediction)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import ANSWER_KINDS
-from .prompts import OPTION_FORMATS, PROMPT_TYPES
+from infimed.core.prompts import OPTION_FORMATS, PROMPT_TYPES
+from infimed.core.tasks import ANSWER_KINDS, OPEN_KINDS, QuestionKind
 
 __all__ = ["EvalItem"]
 
@@ -15,7 +15,7 @@ __all__ = ["EvalItem"]
 class EvalItem:
     """A benchmark item.
 
-    ``kind`` decides scoring (see :func:`infimed.evaluation.answers.score_answer`); ``prompt_type`` decides the
+    ``kind`` decides scoring (see :func:`infimed.core.answers.score_answer`); ``prompt_type`` decides the
     instruction sentence. They differ on purpose: SLAKE's closed questions get MedEvalKit's "single word or phrase"
     prompt even when the gold answer is yes/no, but are scored as yes/no. ``category`` holds the report breakdowns
     (``answer_type`` closed/open, ``lang``, subject, modality, ...). ``images`` hold anything
@@ -50,6 +50,6 @@ class EvalItem:
             )
         if self.option_format not in OPTION_FORMATS:
             raise ValueError(f"Item {self.id!r}: `option_format` must be one of {list(OPTION_FORMATS)}.")
-        if self.kind == "multiple_choice" and not self.options:
+        if self.kind == QuestionKind.MULTIPLE_CHOICE and not self.options:
             raise ValueError(f"Multiple-choice item {self.id!r} of {self.benchmark} has no options.")
-        self.category.setdefault("answer_type", "open" if self.kind in ("open", "caption") else "closed")
+        self.category.setdefault("answer_type", "open" if self.kind in OPEN_KINDS else "closed")

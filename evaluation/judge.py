@@ -14,7 +14,7 @@ import hashlib
 import re
 from typing import TYPE_CHECKING
 
-from .scoring import OPEN_KINDS
+from infimed.core.tasks import OPEN_KINDS
 
 if TYPE_CHECKING:
     from infimed.llm_client import ChatClient

@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from infimed.core.prompts import DATASET_REASONING_SUFFIX
+
 from .benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names
 from .generation import GenerationOptions, GenerationRequest, PredictionCache, batched_generate, model_fingerprint
 from .items import EvalItem
-from .prompts import DATASET_REASONING_SUFFIX, build_prompt, template_identity
+from .prompts import build_prompt, template_identity
 from .scoring import aggregate_metrics, score_item
 
 __all__ = ["EvalConfig", "build_messages", "read_predictions", "run_evaluation"]

@@ -1,6 +1,6 @@
 """Per-item scoring and per-benchmark metrics.
 
-Default scoring goes through :mod:`infimed.evaluation.answers` (the module the RL rewards use). An answer that cannot
+Default scoring goes through :mod:`infimed.core.answers` (the module the RL rewards use). An answer that cannot
 be read is wrong *and* counted as ``unparsed``; an item the LLM judge could not score is ``unjudged`` and left out of
 the accuracy it would have entered, never counted right or wrong. ``compat=True`` swaps in MedEvalKit's scoring
 (:mod:`infimed.evaluation.compat`) for side-by-side numbers.
@@ -14,13 +14,12 @@ import random
 from collections import defaultdict
 from typing import Iterable
 
-from .answers import extract_final_answer, normalize_answer, score_answer, token_prf
+from infimed.core.answers import extract_final_answer, normalize_answer, score_answer, token_prf
+from infimed.core.tasks import OPEN_KINDS, TEXT_KINDS, QuestionKind
+
 from .items import EvalItem
 
-__all__ = ["OPEN_KINDS", "aggregate_metrics", "chance_accuracy", "score_item"]
-
-# Kinds whose answers are free text: they get exact / token metrics and, when enabled, the LLM judge.
-OPEN_KINDS = ("open", "caption")
+__all__ = ["aggregate_metrics", "chance_accuracy", "score_item"]
 
 
 def score_item(
@@ -41,7 +40,7 @@ def score_item(
         "parsed": match.parsed,
         "correct": match.correct,
     }
-    if item.kind in OPEN_KINDS or item.kind == "closed":
+    if item.kind in TEXT_KINDS:
         answer = extract_final_answer(prediction)
         precision, recall, f1 = token_prf(answer, item.answer)
         norm = normalize_answer(answer)
@@ -67,9 +66,9 @@ def chance_accuracy(items: Iterable[EvalItem]) -> dict[str, float]:
         per_kind[item.kind].append(item)
     chance = {}
     for kind, group in per_kind.items():
-        if kind == "yes_no":
+        if kind == QuestionKind.YES_NO:
             chance[kind] = 0.5
-        elif kind == "multiple_choice":
+        elif kind == QuestionKind.MULTIPLE_CHOICE:
             chance[kind] = sum(1 / len(i.options) for i in group) / len(group)
         else:
             chance[kind] = 1 / len({normalize_answer(i.answer) for i in group})

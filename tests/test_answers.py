@@ -4,8 +4,8 @@ import doctest
 
 import pytest
 
-from infimed.evaluation import answers
-from infimed.evaluation.answers import (
+from infimed.core import answers
+from infimed.core.answers import (
     extract_choice,
     extract_final_answer,
     extract_yes_no,

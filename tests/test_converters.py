@@ -8,6 +8,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures", "converters"))
 import schemas  # noqa: E402
 
+from infimed.core.prompts import INSTRUCTIONS  # noqa: E402
+from infimed.core.tasks import letter_for, strip_option_prefix  # noqa: E402
 from infimed.data import converters as C  # noqa: E402
 from infimed.processing.image_io import load_image  # noqa: E402
 
@@ -121,20 +123,16 @@ def test_bad_schema_raises(tmp_path):
 
 def test_letter_for_forms():
     options = ["T. gondii", "CT", "MRI"]
-    assert C.letter_for("b", options) == "B"
-    assert C.letter_for("ct.", options) == "B"
-    assert C.letter_for("T. gondii", options) == "A"  # an option text that looks lettered
-    assert C.letter_for("(C) MRI", options) == "C" and C.letter_for("C:", options) == "C"
-    assert C.letter_for("B: MRI", options) is None  # letter and text disagree: not guessed
-    assert C.letter_for("D", options) is None and C.letter_for(3, options) is None
-    from infimed.data.converters.records import strip_option_prefix
-
+    assert letter_for("b", options) == "B"
+    assert letter_for("ct.", options) == "B"
+    assert letter_for("T. gondii", options) == "A"  # an option text that looks lettered
+    assert letter_for("(C) MRI", options) == "C" and letter_for("C:", options) == "C"
+    assert letter_for("B: MRI", options) is None  # letter and text disagree: not guessed
+    assert letter_for("D", options) is None and letter_for(3, options) is None
     assert strip_option_prefix("A:CT ", "A") == "CT" and strip_option_prefix("T. gondii", "A") == "T. gondii"
 
 
 def test_prompts_use_the_evaluation_instructions():
-    from infimed.evaluation.prompts import INSTRUCTIONS
-
     zh_closed = C.MedRecord(id="z", images=[], question="肺部健康吗？", options=[], answer="否", kind="open",
                             answer_type="CLOSED", lang="zh")
     assert C.format_prompt(zh_closed).endswith(INSTRUCTIONS[("zh", "close_ended")][0])

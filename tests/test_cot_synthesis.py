@@ -10,7 +10,8 @@ import yaml
 from openai_stub import OpenAIStub, last_user_text
 from PIL import Image
 
-from infimed.llm_client import LocalChatClient, OpenAIChatClient
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
+from infimed.core.llm_client import LocalChatClient, OpenAIChatClient
 from infimed.testing import tiny_model, tiny_processor
 from infimed.training.cot_synthesis import (
     REJECTION_REASONS,
@@ -19,7 +20,7 @@ from infimed.training.cot_synthesis import (
     load_cot_config,
     synthesize_cot,
 )
-from infimed.training.rewards import ANSWER_FORMAT_INSTRUCTION, format_reward
+from infimed.training.rewards import format_reward
 
 K = 4  # candidates per sample and style; the script below gives each index a different fate
 

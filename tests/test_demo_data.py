@@ -17,7 +17,8 @@ from infimed.data.demo import (
     generate_demo_samples,
 )
 from infimed.data import demo_render as render
-from infimed.data.demo_questions import KINDS, TEXT_FACTS
+from infimed.core.tasks import RECORD_KINDS as KINDS
+from infimed.data.demo_questions import TEXT_FACTS
 from infimed.data.demo_render import render_radiograph, sample_anatomy, sample_lesions
 from infimed.processing.image_io import ImageLoadError, load_image
 

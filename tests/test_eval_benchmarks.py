@@ -8,8 +8,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures", "converters"))
 import schemas  # noqa: E402  (the curation helper's writers of each real public layout)
 
+from infimed.core.prompts import INSTRUCTIONS  # noqa: E402
 from infimed.evaluation.benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names  # noqa: E402
-from infimed.evaluation.prompts import INSTRUCTIONS, build_prompt, template_identity  # noqa: E402
+from infimed.evaluation.prompts import build_prompt, template_identity  # noqa: E402
 from infimed.processing.image_io import load_image  # noqa: E402
 
 pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases

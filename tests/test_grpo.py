@@ -7,10 +7,11 @@ import torch
 from datasets import Dataset
 from PIL import Image
 
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
 from infimed.testing import tiny_model, tiny_processor
 from infimed.training.grpo_config import InfiMedGRPOConfig
 from infimed.training.grpo_trainer import InfiMedGRPOTrainer, prepare_grpo_dataset
-from infimed.training.rewards import ANSWER_FORMAT_INSTRUCTION, completion_text
+from infimed.training.rewards import completion_text
 
 
 @pytest.fixture(autouse=True)

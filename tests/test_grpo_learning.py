@@ -13,12 +13,12 @@ import random
 import pytest
 import torch
 
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
 from infimed.data.demo import DemoDataConfig, build_demo_dataset
 from infimed.testing import tiny_model, tiny_processor
 from infimed.training.grpo_config import InfiMedGRPOConfig
 from infimed.training.grpo_stage import reward_curve
 from infimed.training.grpo_trainer import InfiMedGRPOTrainer, prepare_grpo_dataset
-from infimed.training.rewards import ANSWER_FORMAT_INSTRUCTION
 
 NUM_IMAGE_TOKENS = 16  # 4x4 pooled grid: the pretraining resolution of the tiny preset, the cheapest on CPU
 WARM_START_STEPS = 50  # measured: the layout is complete in ~40-60% of samples after 50 steps of 4 samples

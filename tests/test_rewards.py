@@ -5,7 +5,7 @@ import functools
 
 import pytest
 
-from infimed.evaluation import answers
+from infimed.core import answers
 from infimed.training import rewards
 from infimed.training.rewards import (
     accuracy_reward,

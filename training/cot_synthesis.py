@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from infimed.core.datasets import as_image_list
-from infimed.evaluation.answers import score_answer
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION, score_answer
 from infimed.llm_client import ChatClient, cache_key, image_part
 from infimed.training.cot_prompts import COT_STYLES, build_teacher_text
-from infimed.training.rewards import ANSWER_FORMAT_INSTRUCTION, add_format_instruction, format_reward
+from infimed.training.rewards import add_format_instruction, format_reward
 
 __all__ = [
     "CoTSelectionConfig",

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-from infimed.training.rewards import ANSWER_FORMAT_INSTRUCTION, REWARD_FUNCS
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
+from infimed.training.rewards import REWARD_FUNCS
 
 __all__ = ["InfiMedGRPOConfig"]
 

@@ -67,11 +67,11 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     """
     import datasets
 
-    from infimed.evaluation.answers import score_answer
+    from infimed.core.answers import score_answer
+    from infimed.core.tasks import SCORED_KINDS
     from infimed.processing.image_io import load_image
 
     from .grpo_trainer import prepare_grpo_dataset
-    from .rewards import SCORED_KINDS
 
     needs_gold = "accuracy" in args.reward_funcs
     budget = None if max_length is None else max_length - (args.max_completion_length or 0)

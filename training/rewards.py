@@ -2,8 +2,8 @@
 
 TRL's `GRPOTrainer` calls every reward function with the generated ``completions`` plus every dataset column as a
 keyword list (one entry per completion), so on the demo schema the accuracy reward reads ``answer``, ``kind`` and
-``options`` directly. Answers are extracted and scored by `infimed.evaluation.answers`, the module the evaluation
-harness uses, so a completion the reward calls correct is one the benchmark scores as correct.
+``options`` directly. Answers are extracted and scored by `infimed.core.answers`, the module the evaluation harness
+uses, so a completion the reward calls correct is one the benchmark scores as correct.
 
     from infimed.training.rewards import build_reward_funcs
     reward_funcs = build_reward_funcs(["format", "accuracy"])   # pass to InfiMedGRPOTrainer(reward_funcs=...)
@@ -15,16 +15,14 @@ it out of the weighted sum, so such samples are scored by the other rewards only
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from infimed.evaluation.answers import score_answer
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION, follows_answer_format, score_answer
+from infimed.core.tasks import SCORED_KINDS, QuestionKind
 
 __all__ = [
-    "ANSWER_FORMAT_INSTRUCTION",
     "REWARD_FUNCS",
-    "SCORED_KINDS",
     "accuracy_reward",
     "add_format_instruction",
     "build_reward_funcs",
@@ -32,24 +30,6 @@ __all__ = [
     "format_reward",
     "length_penalty",
 ]
-
-# The instruction GRPO prompts end with; the format reward checks exactly this layout.
-ANSWER_FORMAT_INSTRUCTION = (
-    "First think about the question inside <think> </think> tags, then give only the final answer inside "
-    "<answer> </answer> tags."
-)
-
-# Question kinds whose gold answer can be checked by string match; captions and reports need a judge.
-SCORED_KINDS = ("yes_no", "multiple_choice", "open", "closed")
-
-# Whole completion = one think block, then one non-empty answer block, nothing else but whitespace. The tempered
-# tokens `(?:(?!<tag>).)` forbid a second opening tag inside a block, so "<think><think>..." is malformed.
-_FORMAT_RE = re.compile(
-    r"\A\s*<think>(?:(?!</?think>).)*</think>"
-    r"\s*<answer>(?:(?!</?answer>|<think>).)*\S(?:(?!</?answer>).)*</answer>\s*\Z",
-    re.DOTALL,
-)
-
 
 def completion_text(completion: Any) -> str:
     """The text of one completion, conversational (``[{"role": "assistant", "content": ...}]``) or plain.
@@ -77,7 +57,8 @@ def completion_text(completion: Any) -> str:
 
 
 def format_reward(completions: Sequence[Any], **kwargs) -> list[float]:
-    r"""1.0 when the completion is exactly ``<think>...</think><answer>...</answer>`` (whitespace around allowed).
+    r"""1.0 when the completion is exactly ``<think>...</think><answer>...</answer>`` (whitespace around allowed), the
+    layout `infimed.core.answers.ANSWER_FORMAT_INSTRUCTION` asks for.
 
     The answer block must be non-empty; the think block may be empty. Text before or after the blocks, a missing
     or doubled tag, or tags in the wrong order give 0.0.
@@ -92,7 +73,7 @@ def format_reward(completions: Sequence[Any], **kwargs) -> list[float]:
     ... ])
     [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     """
-    return [1.0 if _FORMAT_RE.match(completion_text(c)) else 0.0 for c in completions]
+    return [1.0 if follows_answer_format(completion_text(c)) else 0.0 for c in completions]
 
 
 def add_format_instruction(user_message: dict, instruction: str = ANSWER_FORMAT_INSTRUCTION) -> dict:
@@ -152,7 +133,7 @@ def accuracy_reward(
             "(and `kind`, `options` for multiple choice), as in `infimed demo-data`."
         )
     golds = _column({"answer": answer}, "answer", n)
-    kinds = _column({"kind": kind}, "kind", n, default="open")
+    kinds = _column({"kind": kind}, "kind", n, default=QuestionKind.OPEN)
     all_options = _column({"options": options}, "options", n, default=None)
     rewards: list[float | None] = []
     for completion, gold, sample_kind, sample_options in zip(completions, golds, kinds, all_options, strict=True):

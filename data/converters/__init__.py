@@ -16,7 +16,7 @@ from .medxpertqa import read_medxpertqa_mm
 from .mmmu import HEALTH_MEDICINE_SUBJECTS, read_mmmu
 from .omnimedvqa import read_omnimedvqa
 from .pmc_vqa import read_pmc_vqa
-from .records import KINDS, LETTERS, MedRecord, infer_closed_kind, letter_for, normalize_yes_no
+from .records import MedRecord, infer_closed_kind
 from .slake import read_slake
 from .text_mcq import read_medmcqa, read_medqa, read_pubmedqa
 from .training import format_prompt, records_to_dataset, to_training_example, training_features
@@ -37,8 +37,7 @@ READERS = {
 }
 
 __all__ = [
-    "MedRecord", "KINDS", "LETTERS", "READERS", "HEALTH_MEDICINE_SUBJECTS",
-    "infer_closed_kind", "letter_for", "normalize_yes_no",
+    "MedRecord", "READERS", "HEALTH_MEDICINE_SUBJECTS", "infer_closed_kind",
     "format_prompt", "records_to_dataset", "to_training_example", "training_features",
     "read_vqa_rad", "read_pathvqa", "read_slake", "read_pmc_vqa", "read_omnimedvqa", "read_medxpertqa_mm",
     "read_mmmu", "read_medqa", "read_medmcqa", "read_pubmedqa", "read_llava_conversations", "read_caption_pairs",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infimed.core.tasks import QuestionKind
+
 from .records import MedRecord
 from .sources import find_image_root, load_table
 
@@ -46,7 +48,7 @@ def read_caption_pairs(source: str, split: str | None = "train", image_root: str
                 question="",
                 options=[],
                 answer=str(row[caption_key] or "").strip(),
-                kind="caption",
+                kind=QuestionKind.CAPTION,
             )
         )
     return records

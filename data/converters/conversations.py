@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from infimed.core.tasks import QuestionKind
+
 from .records import MedRecord
 from .sources import load_table, read_json_rows
 
@@ -48,7 +50,7 @@ def read_llava_conversations(source: str, split: str | None = "train", image_roo
                 question=user,
                 options=[],
                 answer=assistant,
-                kind="open",
+                kind=QuestionKind.OPEN,
                 meta={"turns": turns},
             )
         )

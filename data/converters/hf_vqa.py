@@ -4,7 +4,9 @@ else an open one, the rule MedEvalKit uses."""
 
 from __future__ import annotations
 
-from .records import MedRecord, infer_closed_kind, normalize_yes_no
+from infimed.core.tasks import QuestionKind, normalize_yes_no
+
+from .records import MedRecord, infer_closed_kind
 from .sources import load_table
 
 __all__ = ["read_vqa_rad", "read_pathvqa"]
@@ -26,9 +28,9 @@ def _read_image_qa(source: str, split: str | None, name: str) -> list[MedRecord]
                 images=[row["image"]] if row["image"] is not None else [],
                 question=row["question"],
                 options=[],
-                answer=normalize_yes_no(answer) if kind == "yes_no" else answer.strip(),
+                answer=normalize_yes_no(answer) if kind == QuestionKind.YES_NO else answer.strip(),
                 kind=kind,
-                answer_type="CLOSED" if kind == "yes_no" else "OPEN",
+                answer_type="CLOSED" if kind == QuestionKind.YES_NO else "OPEN",
                 meta={"source_index": i, "split": split},
             )
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from infimed.core.tasks import QuestionKind
+
 from .records import MedRecord
 from .sources import find_image_root, load_table, read_json_rows, resolve_files
 
@@ -44,7 +46,7 @@ def read_medxpertqa_mm(source: str = "TsinghuaC3I/MedXpertQA", split: str | None
                 question=_CHOICES_BLOCK.sub("", str(row.get("question", ""))).strip(),
                 options=options,
                 answer=label,
-                kind="multiple_choice",
+                kind=QuestionKind.MULTIPLE_CHOICE,
                 meta={k: row.get(k) for k in ("medical_task", "body_system", "question_type")},
             )
         )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from .records import LETTERS, MedRecord
+from infimed.core.tasks import LETTERS, QuestionKind
+
+from .records import MedRecord
 from .sources import load_table
 
 __all__ = ["read_mmmu", "HEALTH_MEDICINE_SUBJECTS"]
@@ -57,7 +59,7 @@ def read_mmmu(source: str = "MMMU/MMMU", split: str | None = "validation",
                     question=str(row.get("question", "")),
                     options=options,
                     answer=answer.upper() if multiple and answer.upper() in LETTERS[: len(options)] else answer,
-                    kind="multiple_choice" if multiple else "open",
+                    kind=QuestionKind.MULTIPLE_CHOICE if multiple else QuestionKind.OPEN,
                     meta={"subject": subject, "subfield": row.get("subfield"), "img_type": row.get("img_type")},
                 )
             )

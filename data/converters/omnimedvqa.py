@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 
-from .records import LETTERS, MedRecord, letter_for
+from infimed.core.tasks import LETTERS, QuestionKind, letter_for
+
+from .records import MedRecord
 from .sources import read_json_rows, resolve_files
 
 __all__ = ["read_omnimedvqa"]
@@ -30,7 +32,7 @@ def read_omnimedvqa(source: str = "foreverbeliever/OmniMedVQA", split: str | Non
                     question=str(row.get("question", "")),
                     options=options,
                     answer=answer or str(row.get("gt_answer", "")),
-                    kind="multiple_choice",
+                    kind=QuestionKind.MULTIPLE_CHOICE,
                     meta={
                         "dataset": row.get("dataset", file.stem),
                         "question_type": row.get("question_type"),

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 
-from .records import MedRecord, letter_for, strip_option_prefix
+from infimed.core.tasks import QuestionKind, letter_for, strip_option_prefix
+
+from .records import MedRecord
 from .sources import find_image_root, resolve_files
 
 __all__ = ["read_pmc_vqa"]
@@ -34,7 +36,7 @@ def read_pmc_vqa(source: str = "RadGenome/PMC-VQA", split: str | None = "test_2"
                     question=(row.get("Question") or "").strip(),
                     options=options,
                     answer=answer or (row.get("Answer") or "").strip(),  # unmatched answers stay visible to curation
-                    kind="multiple_choice",
+                    kind=QuestionKind.MULTIPLE_CHOICE,
                     meta={"figure_path": row.get("Figure_path"), "answer_matched": answer is not None},
                 )
             )

@@ -9,7 +9,9 @@ computed."""
 from __future__ import annotations
 
 
-from .records import MedRecord, normalize_yes_no
+from infimed.core.tasks import QuestionKind, normalize_yes_no
+
+from .records import MedRecord
 from .sources import find_image_root, read_json_rows, resolve_files
 
 __all__ = ["read_slake"]
@@ -38,7 +40,7 @@ def read_slake(source: str = "BoKelvin/SLAKE", split: str | None = "test", lang:
                 question=str(row.get("question", "")),
                 options=[],
                 answer=yes_no or answer,
-                kind="yes_no" if yes_no else "open",
+                kind=QuestionKind.YES_NO if yes_no else QuestionKind.OPEN,
                 answer_type=answer_type,
                 lang=row_lang,
                 meta={k: row[k] for k in ("img_name", "modality", "location", "content_type") if k in row},

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
-from .records import LETTERS, MedRecord, letter_for
+from infimed.core.tasks import LETTERS, QuestionKind, letter_for
+
+from .records import MedRecord
 from .sources import load_table
 
 __all__ = ["read_medqa", "read_medmcqa", "read_pubmedqa"]
@@ -38,7 +40,7 @@ def read_medqa(source: str = "GBaker/MedQA-USMLE-4-options", split: str | None =
                 question=str(row.get("question", "")),
                 options=options,
                 answer=answer or str(row.get("answer_idx") or ""),
-                kind="multiple_choice",
+                kind=QuestionKind.MULTIPLE_CHOICE,
                 meta={"meta_info": row.get("meta_info")},
             )
         )
@@ -61,7 +63,7 @@ def read_medmcqa(source: str = "openlifescienceai/medmcqa", split: str | None = 
                 question=str(row.get("question", "")),
                 options=options,
                 answer=answer,
-                kind="multiple_choice",
+                kind=QuestionKind.MULTIPLE_CHOICE,
                 meta={k: row.get(k) for k in ("subject_name", "topic_name", "choice_type", "exp")},
             )
         )
@@ -95,7 +97,7 @@ def read_pubmedqa(source: str = "qiaojin/PubMedQA", split: str | None = "train",
                 question=f"Context: {context}\nQuestion: {question}" if context else question,
                 options=list(PUBMEDQA_OPTIONS),
                 answer=letter_for(decision, PUBMEDQA_OPTIONS) or "",
-                kind="multiple_choice",
+                kind=QuestionKind.MULTIPLE_CHOICE,
                 meta={"pubid": row.get("pubid"), "long_answer": row.get("long_answer"), "raw_question": question},
             )
         )

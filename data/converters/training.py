@@ -4,7 +4,7 @@ Columns: ``id``, ``images`` (list of ``datasets.Image``), ``messages`` (TRL chat
 part per image at the start of the first user turn, assistant answer last), ``kind``, ``question``, ``answer``,
 ``options``, ``source``; plus ``lang`` and ``answer_type`` when ``with_extras=True``.
 
-Instruction sentences come from ``infimed.evaluation.prompts.INSTRUCTIONS`` (MedEvalKit's wording, English or
+Prompts are built by ``infimed.core.prompts.training_prompt`` with MedEvalKit's instruction sentences (English or
 Chinese by ``record.lang``), so a model is trained with the sentence it will be evaluated with; the option layout is
 the demo data's:
 
@@ -19,35 +19,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import LETTERS, MedRecord
+from infimed.core.prompts import PROMPT_TYPE_BY_KIND, training_prompt
+from infimed.core.tasks import QuestionKind
 
-__all__ = ["CAPTION_INSTRUCTION", "instruction_for", "format_prompt", "format_target", "to_training_example",
-           "records_to_dataset", "training_features"]
+from .records import MedRecord
+
+__all__ = ["CAPTION_INSTRUCTION", "format_prompt", "format_target", "to_training_example", "records_to_dataset",
+           "training_features"]
 
 CAPTION_INSTRUCTION = "Describe the findings in this medical image."
-# record kind (or CLOSED answer type) -> MedEvalKit prompt type
-_PROMPT_TYPE = {"multiple_choice": "multiple_choice", "yes_no": "judgement", "closed": "close_ended",
-                "open": "open_ended"}
-
-
-def instruction_for(kind: str, lang: str = "en") -> str:
-    """The evaluation harness's direct-answer instruction for a record kind (``"closed"`` for CLOSED open items)."""
-    from infimed.evaluation.prompts import INSTRUCTIONS
-
-    prompt_type = _PROMPT_TYPE[kind]
-    return INSTRUCTIONS.get((lang, prompt_type), INSTRUCTIONS[("en", prompt_type)])[0]
 
 
 def format_prompt(record: MedRecord) -> str:
     """The user text (without image placeholders) for one record."""
     question = record.question.strip()
-    if record.kind == "multiple_choice":
-        lines = [question, "Options:"] + [f"{LETTERS[i]}. {text}" for i, text in enumerate(record.options)]
-        return "\n".join(lines + [instruction_for("multiple_choice", record.lang)])
-    if record.kind == "caption":
+    if record.kind == QuestionKind.CAPTION:
         return question or CAPTION_INSTRUCTION
-    kind = "closed" if record.kind == "open" and record.answer_type == "CLOSED" else record.kind
-    return f"{question}\n{instruction_for(kind, record.lang)}"
+    # An open question whose source marks it CLOSED gets MedEvalKit's "single word or phrase" sentence.
+    closed = record.kind == QuestionKind.OPEN and record.answer_type == "CLOSED"
+    kind = QuestionKind.CLOSED if closed else record.kind
+    return training_prompt(question, PROMPT_TYPE_BY_KIND[kind], record.options, record.lang)
 
 
 def format_target(record: MedRecord) -> str:

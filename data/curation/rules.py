@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from infimed.core.answers import score_answer
+from infimed.core.tasks import CHOICE_KINDS, LETTERS, RECORD_KINDS, QuestionKind, normalize_yes_no
+
 from .config import AnswerRules, ImageRules, TextRules
 from .dimensions import SOFT_ISSUE_SCORE
 
@@ -152,7 +155,7 @@ def text_checks(row: dict, rules: TextRules) -> dict[str, float]:
             checks["control_characters"] = 0.0
     if not isinstance(question, str) or not isinstance(answer, str):
         return checks
-    if row.get("kind") != "caption" and len(question.strip()) < rules.min_question_chars:
+    if row.get("kind") != QuestionKind.CAPTION and len(question.strip()) < rules.min_question_chars:
         checks["question_too_short"] = 0.0
     if len(question) > rules.max_question_chars:
         checks["question_too_long"] = 0.0
@@ -190,22 +193,20 @@ def answer_checks(row: dict, n_images: int, rules: AnswerRules) -> dict[str, flo
 
 
 def _answer_content_checks(row: dict, turns: list, no_final_turn: bool, rules: AnswerRules) -> dict[str, float]:
-    from infimed.data.converters.records import KINDS, LETTERS, normalize_yes_no
-
     checks: dict[str, float] = {}
     kind, answer, options, question = row.get("kind"), row.get("answer"), row.get("options"), row.get("question")
     if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
         checks["options_not_a_list_of_text"] = 0.0
         options = None
-    if kind not in KINDS:
+    if kind not in RECORD_KINDS:
         checks["unknown_kind"] = 0.0
         return checks
     if not isinstance(answer, str) or not answer.strip():
         checks["empty_answer"] = 0.0
         return checks
-    if kind == "yes_no" and normalize_yes_no(answer) is None:
+    if kind == QuestionKind.YES_NO and normalize_yes_no(answer) is None:
         checks["answer_not_yes_no"] = 0.0
-    if kind == "multiple_choice":
+    if kind == QuestionKind.MULTIPLE_CHOICE:
         if not isinstance(options, list) or len(options) < 2:
             checks["too_few_options"] = 0.0
         elif answer.strip().upper() not in LETTERS[: len(options)] or len(answer.strip()) != 1:
@@ -221,24 +222,19 @@ def _answer_content_checks(row: dict, turns: list, no_final_turn: bool, rules: A
             checks["answer_leak"] = 0.0
         norm_answer, norm_question = " ".join(answer.lower().split()), " ".join(question.lower().split())
         # "Is it bright or dark?" offers its answer by design; only questions without alternatives can leak it.
-        if kind == "open" and len(norm_answer) >= rules.min_leak_chars and " or " not in norm_question and re.search(
-            rf"\b{re.escape(norm_answer)}\b", norm_question
-        ):
+        leakable = kind == QuestionKind.OPEN and len(norm_answer) >= rules.min_leak_chars and " or " not in norm_question
+        if leakable and re.search(rf"\b{re.escape(norm_answer)}\b", norm_question):
             checks["answer_in_question"] = SOFT_ISSUE_SCORE
     multi_turn = sum(1 for role, _ in turns if role == "assistant") > 1
-    if kind == "open" and not multi_turn and len(answer.split()) > rules.max_open_answer_words:
+    if kind == QuestionKind.OPEN and not multi_turn and len(answer.split()) > rules.max_open_answer_words:
         checks["open_answer_unverifiable"] = SOFT_ISSUE_SCORE
-    if kind in ("yes_no", "multiple_choice") and not multi_turn and turns and not no_final_turn:
+    if kind in CHOICE_KINDS and not multi_turn and turns and not no_final_turn:
         checks.update(_final_turn_agrees(turns[-1][1], answer, kind, options))
     return checks
 
 
 def _final_turn_agrees(text: str, answer: str, kind: str, options) -> dict[str, float]:
     """The assistant turn must state the gold answer under the shared evaluation parser (the 'verifiable' check)."""
-    try:
-        from infimed.evaluation.answers import score_answer
-    except ImportError:  # evaluation package not installed: skip rather than guess
-        return {}
     try:
         match = score_answer(text, answer, kind, list(options or []) or None)
     except (ValueError, TypeError):
