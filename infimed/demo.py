@@ -27,12 +27,14 @@ import sys
 import time
 from pathlib import Path
 
+from infimed.core.tasks import QuestionKind
+from infimed.data.demo_questions import build_prompt
+
 __all__ = ["main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECIPE = REPO_ROOT / "recipes" / "demo.yaml"
 CURATION_CONFIG = REPO_ROOT / "recipes" / "curation" / "demo.yaml"
-KINDS = ("yes_no", "multiple_choice", "open")
 
 
 class Demo:
@@ -137,16 +139,16 @@ class Demo:
 
         hub_ready = self.out / "hub-ready"
         eval_split = load_from_disk(str(self.data))["eval"]
-        row = next(r for r in eval_split if r["kind"] == "yes_no" and len(r["images"]) == 1)
+        row = next(r for r in eval_split if r["kind"] == QuestionKind.YES_NO and len(r["images"]) == 1)
         png = self.out / "example.png"
         row["images"][0].save(png)
-        self.cli("generate", "--model", str(hub_ready), "--image", str(png), "--prompt", row["question"] +
-                 "\nPlease output 'yes' or 'no'(no extra output).", "--max-new-tokens", "4")
+        self.cli("generate", "--model", str(hub_ready), "--image", str(png), "--prompt",
+                 build_prompt(QuestionKind.YES_NO, row["question"]), "--max-new-tokens", "4")
         print(f"  (gold answer: {row['answer']})")
         dicom = self.out / "example.dcm"
         info = write_demo_dicom(dicom, seed=7)
-        self.cli("generate", "--model", str(hub_ready), "--image", str(dicom), "--prompt", info["question"] +
-                 "\nPlease output 'yes' or 'no'(no extra output).", "--max-new-tokens", "4")
+        self.cli("generate", "--model", str(hub_ready), "--image", str(dicom), "--prompt",
+                 build_prompt(QuestionKind.YES_NO, info["question"]), "--max-new-tokens", "4")
         print(f"  (gold answer: {info['answer']})")
 
     def summary(self) -> dict:

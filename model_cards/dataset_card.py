@@ -3,12 +3,17 @@
 The YAML header is produced by ``huggingface_hub.DatasetCardData`` (licence, languages, task categories, size
 category, the parquet ``configs`` so ``load_dataset(folder_or_repo)`` finds the shards), and the rendered card is
 parsed back with ``huggingface_hub.DatasetCard`` so an invalid header fails here, not on the Hub.
+
+The curation pipeline (``infimed.data.curation``) calls this and hands in its quality-dimension table, so
+``infimed.model_cards`` never imports ``infimed.data``: the dependency runs one way, data -> model_cards.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["render_dataset_card", "size_category"]
 
@@ -24,12 +29,14 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
-def render_dataset_card(report: dict, config, repo_id: str | None = None) -> str:
-    """Markdown card for a curation ``report`` (the dict ``run_curation`` returns) made with ``config``."""
+def render_dataset_card(report: dict, config, repo_id: str | None = None, *, dimensions: Sequence[Any]) -> str:
+    """Markdown card for a curation ``report`` (the dict ``run_curation`` returns) made with ``config``.
+
+    ``dimensions``: the quality dimensions the curation scores (objects with ``index``, ``name``, ``scorer`` and
+    ``summary``, e.g. ``infimed.data.curation.dimensions.DIMENSIONS``), listed in the card with their thresholds.
+    """
     import jinja2
     from huggingface_hub import DatasetCard, DatasetCardData
-
-    from infimed.data.curation.dimensions import DIMENSIONS
 
     per_source = report.get("per_source", {})
     sources = []
@@ -52,10 +59,10 @@ def render_dataset_card(report: dict, config, repo_id: str | None = None) -> str
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     )
     active = set(report.get("dimensions_scored", []))
-    dimensions = [
+    dimension_rows = [
         {"index": d.index, "name": d.name, "scorer": d.scorer, "summary": d.summary,
          "threshold": config.threshold(d.name) if d.name in active else "not scored"}
-        for d in DIMENSIONS
+        for d in dimensions
     ]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
@@ -68,7 +75,7 @@ def render_dataset_card(report: dict, config, repo_id: str | None = None) -> str
         repo_hint=repo_id or "path/to/this/folder",
         sources=sources,
         license=config.card.license,
-        dimensions=dimensions,
+        dimensions=dimension_rows,
         judge=report.get("judge"),
         not_scored=sorted(report.get("dimensions_not_scored", {})),
     )

@@ -23,10 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
+from infimed.model_cards.dataset_card import render_dataset_card
+
 from .audit import AuditSampler, export_audit
 from .config import CurationConfig, SourceConfig
 from .dedup import ContaminationIndex, Deduplicator
-from .dimensions import DIMENSION_NAMES, MODEL_DIMENSIONS, RULE_DIMENSIONS, score_column
+from .dimensions import DIMENSIONS, DIMENSION_NAMES, MODEL_DIMENSIONS, RULE_DIMENSIONS, score_column
 from .report import CurationReport
 from .rules import RuleResult, score_sample
 
@@ -257,9 +259,7 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
         config=config.to_dict(),
     )
     (out / "curation_report.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    from infimed.model_cards.dataset_card import render_dataset_card
-
-    (out / "README.md").write_text(render_dataset_card(result, config), encoding="utf-8")
+    (out / "README.md").write_text(render_dataset_card(result, config, dimensions=DIMENSIONS), encoding="utf-8")
     return result
 
 
