@@ -15,7 +15,10 @@ the way a viewer would show them:
 4. MONOCHROME1 ("white is low") is inverted so that every result reads as MONOCHROME2,
 5. colour data (RGB, YBR_* converted to RGB by pydicom, PALETTE COLOR through its LUT) is scaled by its bit depth.
 
-Anything that cannot be read raises :class:`ImageLoadError` (a ``ValueError``) naming the file and the reason.
+Anything that cannot be read raises :class:`ImageLoadError` (a ``ValueError``) naming the file and the reason. That
+includes images over the pixel limit (``max_pixels``; default :data:`DEFAULT_MAX_IMAGE_PIXELS`, or the
+``INFIMED_MAX_IMAGE_PIXELS`` environment variable), which are refused from their header, before any decoding, and
+PIL's own decompression-bomb refusal.
 """
 
 from __future__ import annotations
@@ -28,7 +31,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "is_dicom", "load_dicom", "load_image"]
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "ImageLoadError", "is_dicom", "load_dicom", "load_image", "max_image_pixels"]
+
+# PIL's own MAX_IMAGE_PIXELS (about 89.5 megapixels, a 1 GB 3-channel image at 4 bytes per pixel): PIL only warns up
+# to twice that and errors beyond, so a 144-megapixel file would load at ~1.5 GB. We refuse at PIL's figure itself.
+# Medical images stay well below it (a full-field mammogram is about 20 megapixels).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+_MAX_PIXELS_ENV = "INFIMED_MAX_IMAGE_PIXELS"
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 # A DICOM Part 10 file starts with a 128-byte preamble followed by the magic "DICM".
@@ -63,12 +72,39 @@ class ImageLoadError(ValueError):
         super().__init__(f"Cannot load image {source}: {reason}")
 
 
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit in force: ``max_pixels`` if given, else ``$INFIMED_MAX_IMAGE_PIXELS``, else the default."""
+    if max_pixels is not None:
+        origin, raw = "`max_pixels`", max_pixels
+    else:
+        origin, raw = f"${_MAX_PIXELS_ENV}", os.environ.get(_MAX_PIXELS_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(raw) if not isinstance(raw, bool) else 0
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{origin} must be a positive number of pixels, got {raw!r}.")
+    return value
+
+
+def _check_pixels(width: int, height: int, limit: int, source: str) -> None:
+    if width * height > limit:
+        raise ImageLoadError(
+            source,
+            f"{width}x{height} = {width * height:,} pixels is over the limit of {limit:,} (a decompression bomb, or "
+            f"an image too large to use as is). Downscale it, or raise the limit with `max_pixels` / "
+            f"${_MAX_PIXELS_ENV} if it is genuine.",
+        )
+
+
 def is_dicom(data: bytes) -> bool:
     """Whether ``data`` (at least the first 132 bytes of a file) starts like a DICOM Part 10 file."""
     return len(data) >= _DICM_OFFSET + 4 and data[_DICM_OFFSET : _DICM_OFFSET + 4] == b"DICM"
 
 
-def load_image(obj: Any, *, frame: int = 0, name: str | None = None) -> Image.Image:
+def load_image(obj: Any, *, frame: int = 0, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
     """Return ``obj`` as an RGB ``PIL.Image.Image``.
 
     Args:
@@ -78,24 +114,28 @@ def load_image(obj: Any, *, frame: int = 0, name: str | None = None) -> Image.Im
             a ``datasets`` Image dict ``{"bytes": ..., "path": ...}``.
         frame: frame of a multi-frame DICOM/TIFF/GIF or the first axis of a 4-D array.
         name: how errors refer to the input (e.g. a dataset sample id); defaults to the path or the type.
+        max_pixels: refuse encoded images (files, bytes, DICOM) with more pixels than this, read from the header
+            before decoding; default :func:`max_image_pixels`. In-memory images and arrays are not checked.
 
     Raises:
-        ImageLoadError: the input is missing, empty, truncated, not an image, or a DICOM file that cannot be decoded.
+        ImageLoadError: the input is missing, empty, truncated, not an image, over the pixel limit, or a DICOM file
+            that cannot be decoded.
     """
     if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
         raise ValueError(f"`frame` must be a non-negative int, got {frame!r}.")
+    limit = max_image_pixels(max_pixels)
     if isinstance(obj, Image.Image):
         return _pil_to_rgb(obj, frame, name or "<PIL.Image>")
     if isinstance(obj, (str, os.PathLike)):
-        return _load_path(Path(obj), frame, name)
+        return _load_path(Path(obj), frame, name, limit)
     if isinstance(obj, (bytes, bytearray, memoryview)):
-        return _load_bytes(bytes(obj), frame, name or "<bytes>")
+        return _load_bytes(bytes(obj), frame, name or "<bytes>", limit)
     if isinstance(obj, dict):
         data, path = obj.get("bytes"), obj.get("path")
         if data is not None:
-            return _load_bytes(bytes(data), frame, name or (str(path) if path else "<datasets Image bytes>"))
+            return _load_bytes(bytes(data), frame, name or (str(path) if path else "<datasets Image bytes>"), limit)
         if path:
-            return _load_path(Path(path), frame, name)
+            return _load_path(Path(path), frame, name, limit)
         raise ImageLoadError(name or "<dict>", 'the dict has neither "bytes" nor "path" (expected a datasets Image).')
     if isinstance(obj, np.ndarray) or _is_torch_tensor(obj):
         return _array_to_rgb(obj, frame, name or f"<{type(obj).__name__}>")
@@ -105,8 +145,10 @@ def load_image(obj: Any, *, frame: int = 0, name: str | None = None) -> Image.Im
     )
 
 
-def load_dicom(obj: str | os.PathLike | bytes, frame: int = 0, *, name: str | None = None) -> np.ndarray:
-    """Decode one frame of a DICOM file for display.
+def load_dicom(
+    obj: str | os.PathLike | bytes, frame: int = 0, *, name: str | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """Decode one frame of a DICOM file for display (frames over ``max_pixels`` are refused before decoding).
 
     Returns:
         float32 array in [0, 1]: (H, W) for monochrome data (MONOCHROME1 already inverted), (H, W, 3) for colour.
@@ -127,6 +169,7 @@ def load_dicom(obj: str | os.PathLike | bytes, frame: int = 0, *, name: str | No
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ImageLoadError(source, "the DICOM file has no pixel data (e.g. a structured report or RT plan).")
 
+    _check_pixels(int(ds.get("Columns", 0) or 0), int(ds.get("Rows", 0) or 0), max_image_pixels(max_pixels), source)
     num_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frame >= num_frames:
         raise ImageLoadError(
@@ -218,7 +261,7 @@ def _window(x: np.ndarray, ds, source: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- files and bytes
 
 
-def _load_path(path: Path, frame: int, name: str | None) -> Image.Image:
+def _load_path(path: Path, frame: int, name: str | None, limit: int) -> Image.Image:
     source = name or str(path)
     if not path.exists():
         raise ImageLoadError(source, "file not found.")
@@ -232,22 +275,27 @@ def _load_path(path: Path, frame: int, name: str | None) -> Image.Image:
     if not head:
         raise ImageLoadError(source, "the file is empty (0 bytes).")
     if is_dicom(head) or path.suffix.lower() in _DICOM_SUFFIXES:
-        return _dicom_to_rgb(load_dicom(path, frame, name=source))
-    return _open_with_pil(path, frame, source)
+        return _dicom_to_rgb(load_dicom(path, frame, name=source, max_pixels=limit))
+    return _open_with_pil(path, frame, source, limit)
 
 
-def _load_bytes(data: bytes, frame: int, source: str) -> Image.Image:
+def _load_bytes(data: bytes, frame: int, source: str, limit: int) -> Image.Image:
     if not data:
         raise ImageLoadError(source, "the image bytes are empty (0 bytes).")
     if is_dicom(data):
-        return _dicom_to_rgb(load_dicom(data, frame, name=source))
-    return _open_with_pil(io.BytesIO(data), frame, source)
+        return _dicom_to_rgb(load_dicom(data, frame, name=source, max_pixels=limit))
+    return _open_with_pil(io.BytesIO(data), frame, source, limit)
 
 
-def _open_with_pil(fp, frame: int, source: str) -> Image.Image:
+def _open_with_pil(fp, frame: int, source: str, limit: int) -> Image.Image:
     try:
-        with Image.open(fp) as img:
+        with Image.open(fp) as img:  # reads the header only: the size is known before any pixel is decoded
+            _check_pixels(img.width, img.height, limit, source)
             return _pil_to_rgb(img, frame, source)
+    except Image.DecompressionBombError as err:  # PIL's own refusal (over twice its MAX_IMAGE_PIXELS)
+        raise ImageLoadError(
+            source, f"refused by PIL as a decompression bomb ({err}). Downscale the image if it is genuine."
+        ) from err
     except UnidentifiedImageError as err:
         raise ImageLoadError(
             source, "not a recognised image format (expected PNG, JPEG, TIFF, BMP, GIF, WebP, ... or DICOM)."

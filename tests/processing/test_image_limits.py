@@ -1,0 +1,67 @@
+"""Oversized images are image errors named by file, refused from their header before any pixel is decoded."""
+
+import struct
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from infimed.processing.image_io import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image, max_image_pixels
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` (greyscale) with almost no pixel data: a decompression bomb's
+    shape at a few bytes, so the test never allocates the image."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_pil_decompression_bomb_is_an_image_error_naming_the_file(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(20_000, 20_000))  # 400 megapixels: over twice PIL's limit
+    with pytest.raises(ImageLoadError, match="bomb.png") as info:
+        load_image(path, max_pixels=10**12)  # our limit out of the way: PIL's own refusal must be wrapped too
+    assert "decompression bomb" in str(info.value)
+
+
+def test_image_over_our_limit_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(12_000, 12_000))  # 144 megapixels: PIL itself would only warn
+    with pytest.raises(ImageLoadError, match=r"huge.png.*144,000,000 pixels is over the limit of 89,478,485"):
+        load_image(path)
+    with pytest.raises(ImageLoadError, match="over the limit"):
+        load_image({"bytes": path.read_bytes(), "path": None}, name="sample 7")
+
+
+def test_limit_is_configurable_by_argument_and_environment(tmp_path, monkeypatch):
+    path = tmp_path / "small.png"
+    Image.fromarray(np.zeros((40, 50), dtype=np.uint8)).save(path)
+    assert load_image(path).size == (50, 40)
+    with pytest.raises(ImageLoadError, match="2,000 pixels is over the limit of 1,999"):
+        load_image(path, max_pixels=1999)
+    monkeypatch.setenv("INFIMED_MAX_IMAGE_PIXELS", "1000")
+    assert max_image_pixels() == 1000
+    with pytest.raises(ImageLoadError, match="over the limit of 1,000"):
+        load_image(path)
+    monkeypatch.setenv("INFIMED_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="INFIMED_MAX_IMAGE_PIXELS must be a positive number"):
+        load_image(path)
+    monkeypatch.delenv("INFIMED_MAX_IMAGE_PIXELS")
+    assert max_image_pixels() == DEFAULT_MAX_IMAGE_PIXELS
+
+
+def test_dicom_over_the_limit_is_refused_from_its_header(tmp_path):
+    from infimed.data.demo_render import write_demo_dicom
+
+    path = tmp_path / "scan.dcm"
+    write_demo_dicom(path, seed=1)
+    rows, cols = (int(pydicom.dcmread(path).get(k)) for k in ("Rows", "Columns"))
+    assert load_image(path).size == (cols, rows)
+    with pytest.raises(ImageLoadError, match=r"scan.dcm.*over the limit"):
+        load_image(path, max_pixels=rows * cols - 1)
