@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ast
 import json
-import struct
 from fnmatch import fnmatch
 from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
 
 __all__ = [
     "DATASET_FILE_PATTERNS",
@@ -58,11 +59,9 @@ DATASET_FILE_PATTERNS = ("*.parquet", "*/*.parquet", "*/*/*.parquet", "README.md
 PICKLE_WEIGHT_PATTERNS = ("pytorch_model*.bin", "model*.bin", "model*.pt", "model*.pth", "*.ckpt", "consolidated*.pth")
 TOKENIZER_VOCAB_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",))
 # Auto classes a checkpoint of this package must map: TRL and `pipeline("image-text-to-text")` resolve the model
-# class through AutoModelForImageTextToText (shared/DESIGN.md section 3).
+# class through AutoModelForImageTextToText.
 REQUIRED_AUTO_MAP = ("AutoConfig", "AutoModelForImageTextToText")
 PROCESSOR_CONFIG_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json", "config.json")
-# The first 8 bytes of a safetensors file hold the header length; a header beyond this is a corrupt file.
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
 
 def select_files(folder: str | Path, patterns: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -138,16 +137,15 @@ def _check_code(folder: Path, modules: set[str], problems: list[str]) -> None:
                 )
 
 
-def _safetensors_header(path: Path) -> dict | None:
+def _readable_safetensors(path: Path) -> bool:
+    """The safetensors library parses the header and checks every tensor's byte range against the file size, without
+    reading tensor data."""
     try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if not 0 < length <= MAX_SAFETENSORS_HEADER:
-                return None
-            header = json.loads(handle.read(length))
-    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return header if isinstance(header, dict) else None
+        with safe_open(str(path), framework="numpy") as handle:
+            handle.keys()
+    except (OSError, SafetensorError):
+        return False
+    return True
 
 
 def _check_weights(folder: Path, problems: list[str]) -> None:
@@ -177,7 +175,7 @@ def _check_weights(folder: Path, problems: list[str]) -> None:
     for shard in shards:
         if not (folder / shard).is_file():
             problems.append(f"weight shard {shard} listed in model.safetensors.index.json is missing.")
-        elif _safetensors_header(folder / shard) is None:
+        elif not _readable_safetensors(folder / shard):
             problems.append(f"weight file {shard} is not a readable safetensors file (bad or truncated header).")
 
 

@@ -14,21 +14,28 @@ import logging
 import re
 from pathlib import Path
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from .checks import DATASET_FILE_PATTERNS, MODEL_FILE_PATTERNS, check_dataset_folder, check_model_folder, select_files
 
 __all__ = ["push_dataset", "push_model"]
 
 logger = logging.getLogger(__name__)
 
-# The Hub's repo id grammar: namespace/name, letters, digits, '-', '_', '.', at most 96 characters per name.
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 # Files larger than this are weights/shards; scanning them for a leaked token would read gigabytes for nothing
 # (safetensors headers are scanned separately because they may carry free-form metadata).
 TOKEN_SCAN_MAX_BYTES = 20 * 1024 * 1024
 
 
 def _validate_repo_id(repo_id: str) -> None:
-    if not isinstance(repo_id, str) or not REPO_ID_RE.match(repo_id) or ".." in repo_id or "--" in repo_id:
+    """The Hub's own grammar (`validate_repo_id`), plus a namespace: a bare name would land in whichever account the
+    token belongs to, so a push always names it."""
+    try:
+        validate_repo_id(repo_id)
+        valid = isinstance(repo_id, str) and repo_id.count("/") == 1
+    except HFValidationError:
+        valid = False
+    if not valid:
         raise ValueError(
             f"`repo_id={repo_id!r}` is not a Hub repo id; use ORG/NAME with letters, digits, '-', '_' or '.' "
             "(e.g. `my-org/infimed-foundation-1.7b`)."

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import struct
 from pathlib import Path
 
 import yaml
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from safetensors import safe_open
 
 __all__ = [
     "checkpoint_facts",
@@ -23,8 +23,6 @@ __all__ = [
     "recipe_facts",
 ]
 
-# Hub ids are `namespace/name`; a string that is also an existing local path is a path, not an id.
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 # Parameter groups of the transformers v5 VLM layout (`model.model.<part>`, `model.lm_head`), in card order.
 PARAMETER_GROUPS = (
     ("vision encoder", "model.vision_tower."),
@@ -39,7 +37,14 @@ TOY_MODEL_MAX_PARAMETERS = 50_000_000
 
 
 def is_hub_id(value) -> bool:
-    return isinstance(value, str) and bool(HUB_ID_RE.match(value)) and not Path(value).exists()
+    """A `namespace/name` Hub id by the Hub's own grammar; a string that is also an existing local path is a path."""
+    if not isinstance(value, str) or value.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return not Path(value).exists()
 
 
 def format_count(n: int) -> str:
@@ -51,10 +56,9 @@ def format_count(n: int) -> str:
 
 
 def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return {name: info["shape"] for name, info in header.items() if name != "__metadata__"}
+    # `get_slice` reads the header only: no tensor data is loaded.
+    with safe_open(str(path), framework="numpy") as handle:
+        return {name: handle.get_slice(name).get_shape() for name in handle.keys()}
 
 
 def _parameter_counts(model_dir: Path) -> dict[str, int]:
