@@ -216,7 +216,7 @@ class ConfigParser(HfArgumentParser):
             if not f.init:
                 continue
             if f.name in (sections or {}):
-                sub = hints[f.name]
+                sub = _without_none(hints[f.name])  # an optional section is built when one of its flags is given
                 sub_hints = get_type_hints(sub)
                 for g in dataclasses.fields(sub):
                     if g.init and _is_scalar(sub_hints[g.name]):

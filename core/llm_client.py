@@ -1,5 +1,5 @@
 """One chat client for every "ask a language model" job in InfiMed: the evaluation judge, the curation judge and the
-chain-of-thought teacher.
+chain-of-thought teacher. Build one from an ``EndpointConfig`` with ``infimed.core.endpoints.make_client``.
 
 Two back ends share one interface:
 
@@ -37,6 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import infimed
+from infimed.core.generation import generate_batch
+
 __all__ = ["ChatResult", "ChatClient", "OpenAIChatClient", "LocalChatClient", "image_part", "cache_key"]
 
 logger = logging.getLogger(__name__)
@@ -66,7 +69,7 @@ def image_part(image: Any, format: str = "PNG") -> dict:
     if isinstance(image, Image.Image):
         pil = image if image.mode in ("RGB", "L") else image.convert("RGB")
     else:
-        from infimed.processing.image_io import load_image
+        from infimed.processing.image_io import load_image  # heavy: infimed.processing imports torch
 
         pil = load_image(image)
     buffer = io.BytesIO()
@@ -258,7 +261,7 @@ class OpenAIChatClient(ChatClient):
 
 def _split_openai_content(messages: list[dict]) -> tuple[list[dict], list[Any]]:
     """OpenAI messages -> (TRL-style messages with ``{"type": "image"}`` placeholders, images in placeholder order)."""
-    from infimed.processing.image_io import load_image
+    from infimed.processing.image_io import load_image  # heavy: infimed.processing imports torch
 
     converted, images = [], []
     for message in messages:
@@ -292,6 +295,8 @@ class LocalChatClient(ChatClient):
     Args:
         max_new_tokens: answer budget; 256 holds a JSON rubric verdict or a short chain of thought.
         batch_size: requests per ``generate`` call; 8 keeps CPU memory small for the tiny and 1-2B models.
+        trust_remote_code: run a checkpoint's own modelling code; off unless you trust its author (InfiMed
+            checkpoints load without it).
     """
 
     kind = "local"
@@ -302,6 +307,7 @@ class LocalChatClient(ChatClient):
         max_new_tokens: int = 256,
         batch_size: int = 8,
         cache_dir: str | os.PathLike | None = None,
+        trust_remote_code: bool = False,
         **default_params: Any,
     ):
         super().__init__(cache_dir=cache_dir, **default_params)
@@ -312,65 +318,47 @@ class LocalChatClient(ChatClient):
             self.model = getattr(self.hf_model.config, "_name_or_path", "") or type(self.hf_model).__name__
         else:
             self.model = str(model_name_or_path)
-            self.hf_model, self.processor = self._load(self.model)
+            self.hf_model, self.processor = self._load(self.model, trust_remote_code)
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
 
     @staticmethod
-    def _load(name: str):
-        import transformers
+    def _load(name: str, trust_remote_code: bool):
+        import transformers  # heavy: only a local client loads a model
 
+        infimed.register()  # InfiMed checkpoints load through the Auto classes without remote code
         try:
-            processor = transformers.AutoProcessor.from_pretrained(name, trust_remote_code=True)
-            model = transformers.AutoModelForImageTextToText.from_pretrained(name, trust_remote_code=True)
+            processor = transformers.AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
+            model = transformers.AutoModelForImageTextToText.from_pretrained(name, trust_remote_code=trust_remote_code)
         except (ValueError, OSError, KeyError):
-            processor = transformers.AutoTokenizer.from_pretrained(name, trust_remote_code=True)
-            model = transformers.AutoModelForCausalLM.from_pretrained(name, trust_remote_code=True)
+            processor = transformers.AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            model = transformers.AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code)
         return model.eval(), processor
 
     def identity(self) -> dict:
         return {**super().identity(), "max_new_tokens": self.max_new_tokens}
 
-    @property
-    def _tokenizer(self):
-        return getattr(self.processor, "tokenizer", self.processor)
-
     def _generate_batch(self, requests: list[list[dict]], params: dict) -> list[str]:
-        import torch
-
-        tokenizer = self._tokenizer
         multimodal = hasattr(self.processor, "image_token")
-        texts, images = [], []
+        conversations, images = [], []
         for messages in requests:
             trl_messages, imgs = _split_openai_content(messages)
             if not multimodal:
                 if imgs:
                     raise ValueError("This local model is text-only; the request carries images.")
+                # text-only chat templates expect string contents
                 trl_messages = [
                     {"role": m["role"], "content": "".join(p.get("text", "") for p in m["content"])}
                     for m in trl_messages
                 ]
-            texts.append(self.processor.apply_chat_template(trl_messages, tokenize=False, add_generation_prompt=True))
-            images.extend(imgs)
-        previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues at the right end
-        try:
-            if multimodal:
-                inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
-            else:
-                inputs = tokenizer(texts, return_tensors="pt", padding=True)
-        finally:
-            tokenizer.padding_side = previous_side  # the caller's processor is left as it was given
-        gen_kwargs = {"max_new_tokens": params.get("max_tokens", self.max_new_tokens)}
-        temperature = params.get("temperature", 0.0)
-        gen_kwargs.update({"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False})
-        if tokenizer.pad_token_id is None:
-            gen_kwargs["pad_token_id"] = tokenizer.eos_token_id
-        with torch.no_grad():
-            output = self.hf_model.generate(**inputs, **gen_kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]  # (B, new) after the left-padded prompt
-        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            conversations.append(trl_messages)
+            images.append(imgs)
+        return generate_batch(
+            self.hf_model, self.processor, conversations, images if multimodal else None,
+            max_new_tokens=params.get("max_tokens", self.max_new_tokens), temperature=params.get("temperature", 0.0),
+        )
 
     def _complete_uncached(self, requests: list[list[dict]], params: dict) -> list[ChatResult]:
         results: list[ChatResult] = []

@@ -2,10 +2,10 @@
 per-item prediction cache.
 
 Requests are sorted by prompt length (longest first, so an out-of-memory batch shows up at once) and cut into
-batches of ``batch_size``; each batch is left-padded so every row's last prompt token sits at the same position and
-``generate`` appends after it. The processor's chat template renders TRL-style messages, so InfiMed (``<image>``
-placeholders), Qwen2.5-VL (``<|image_pad|>``) and LLaVA-style models share this path. Images of a batch are passed
-flat, in placeholder order.
+batches of ``batch_size``; each batch goes through the one left-padded ``generate`` path,
+``infimed.core.generation.generate_batch``. The processor's chat template renders TRL-style messages, so InfiMed
+(``<image>`` placeholders), Qwen2.5-VL (``<|image_pad|>``) and LLaVA-style models share this path. Images of a batch
+are passed flat, in placeholder order.
 
 Resume: the batches are a pure function of the full request list, and a batch whose items are all cached is skipped,
 so a killed run resumed later builds the very same batches and gives identical predictions.
@@ -21,6 +21,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infimed.core.generation import generate_batch
 
 __all__ = ["GenerationOptions", "GenerationRequest", "PredictionCache", "batched_generate", "model_fingerprint"]
 
@@ -132,48 +134,12 @@ def _prepare_images(images: list[Any], options: GenerationOptions) -> list:
     return loaded
 
 
-def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = model.generation_config.eos_token_id
-    ids = list(ids) if isinstance(ids, (list, tuple)) else ([ids] if ids is not None else [])
-    for token in (tokenizer.eos_token, "<|im_end|>", "<end_of_turn>"):
-        token_id = tokenizer.convert_tokens_to_ids(token) if token else None
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id not in ids:
-            ids.append(token_id)
-    return ids
-
-
-def _generate_batch(model, processor, batch: list[GenerationRequest], images: list[list], options: GenerationOptions):
-    import torch
-
-    tokenizer = getattr(processor, "tokenizer", processor)
-    texts = [processor.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
-    flat = [im for ims in images for im in ims]
-    extra = {"num_image_tokens": options.num_image_tokens} if options.num_image_tokens else {}
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # every row ends at the same position, so new tokens append after the prompt
-    try:
-        inputs = processor(text=texts, images=flat or None, padding=True, return_tensors="pt", **extra)
-    finally:
-        tokenizer.padding_side = previous_side
-    inputs = inputs.to(model.device)
-    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    stop = _stop_token_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
-    with torch.inference_mode():
-        output = model.generate(
-            **inputs, **extra, max_new_tokens=options.max_new_tokens, do_sample=False, num_beams=1,
-            eos_token_id=stop or None, pad_token_id=pad_id,
-        )
-    new_tokens = output[:, inputs["input_ids"].shape[1]:]
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
-
-
 def _generate_or_isolate(model, processor, runnable, images, options, errors) -> list[str | None]:
     """The batch's answers; if the batch fails (one malformed item, out of memory), each item alone, so one bad
     item costs only itself. Failures are counted in ``errors`` by exception type."""
     try:
-        return _generate_batch(model, processor, [r for _, r in runnable], images, options)
+        return generate_batch(model, processor, [r.messages for _, r in runnable], images,
+                              max_new_tokens=options.max_new_tokens, num_image_tokens=options.num_image_tokens)
     except (ValueError, RuntimeError) as exc:
         if len(runnable) == 1:
             reason = f"generation error ({type(exc).__name__})"

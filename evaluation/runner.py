@@ -20,10 +20,11 @@ import json
 import logging
 import platform
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infimed.core.endpoints import EndpointConfig, make_client
 from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
 from .benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names
@@ -44,7 +45,8 @@ class EvalConfig:
     """Everything one evaluation run depends on; recorded in ``results.json``."""
 
     benchmarks: list[str] = field(
-        default_factory=lambda: ["demo"], metadata={"help": "Benchmark names, or 'infimed' for the seven of its table."}
+        default_factory=lambda: ["demo"], metadata={"help": "Benchmark names (e.g. vqa_rad slake, or "
+                                                      "vqa_rad,slake), or 'infimed' for the seven of its table."}
     )
     output_dir: str = field(default="eval-output", metadata={"help": "Folder for results and per-item predictions."})
     model: str | None = field(
@@ -63,37 +65,19 @@ class EvalConfig:
     medevalkit_compat: bool = field(
         default=False, metadata={"help": "Also report MedEvalKit's scoring (its known faults) beside the correct one."}
     )
-    judge_base_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible endpoint of the LLM judge for open answers."}
-    )
-    judge_model: str | None = field(default=None, metadata={"help": "Judge model name at that endpoint."})
-    judge_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the judge's API key."}
+    judge: EndpointConfig | None = field(
+        default=None, metadata={"help": "LLM judge for open answers (None: rule-based scores only)."}
     )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)."})
-    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    generation: GenerationOptions = field(
+        default_factory=GenerationOptions, metadata={"help": "How predictions are generated."}
+    )
     progress: bool = field(default=True, metadata={"help": "Show tqdm progress bars."})
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "EvalConfig":
-        """From a YAML mapping: the fields above, with ``generation`` a mapping of ``GenerationOptions`` fields."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"Unknown eval config keys {sorted(unknown)}; expected some of {sorted(known)}.")
-        values = dict(values)
-        generation = values.pop("generation", None) or {}
-        if isinstance(generation, dict):
-            allowed = {f.name for f in fields(GenerationOptions)}
-            if set(generation) - allowed:
-                raise ValueError(
-                    f"Unknown `generation` keys {sorted(set(generation) - allowed)}; expected {sorted(allowed)}."
-                )
-            generation = GenerationOptions(**generation)
-        return cls(**values, generation=generation)
-
     def __post_init__(self):
-        self.benchmarks = resolve_benchmark_names(self.benchmarks)
+        # `--benchmarks vqa_rad,slake` arrives as one comma-separated entry
+        names = self.benchmarks if isinstance(self.benchmarks, str) else ",".join(self.benchmarks)
+        self.benchmarks = resolve_benchmark_names(names)
         if self.model is None and self.predictions is None:
             raise ValueError(
                 "Nothing to score: give `--model` to generate predictions or `--predictions FILE.jsonl` to score "
@@ -101,8 +85,8 @@ class EvalConfig:
             )
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"`limit` must be positive, got {self.limit}.")
-        if (self.judge_base_url is None) != (self.judge_model is None):
-            raise ValueError("The judge needs both `--judge-base-url` and `--judge-model`.")
+        if self.judge is not None:
+            self.judge.check("judge")
 
 
 def build_messages(item: EvalItem, reasoning: bool, system_prompt: str | None) -> tuple[list[dict], str]:
@@ -163,18 +147,11 @@ def _load_model(config: EvalConfig):
     return model, processor
 
 
-def _judge_client(config: EvalConfig, cache_dir: Path):
-    from infimed.llm_client import OpenAIChatClient
-
-    return OpenAIChatClient(config.judge_base_url, config.judge_model, api_key_env=config.judge_api_key_env,
-                            cache_dir=str(cache_dir))
-
-
 def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None, judge_client: Any = None) -> dict:
     """Run ``config`` and write the outputs; returns the ``results.json`` content.
 
     ``model`` / ``processor`` may be passed in (tests, the demo) instead of loading ``config.model``; ``judge_client``
-    may be any ``infimed.llm_client`` client instead of the endpoint in ``config``.
+    may be any ``infimed.core.llm_client`` client instead of the endpoint in ``config``.
     """
     from . import judge as judge_lib
     from .report import markdown_table, model_index, plot_results
@@ -188,8 +165,8 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         from transformers import set_seed
 
         set_seed(config.seed)  # greedy decoding draws nothing; seeded anyway so any sampling model code is repeatable
-    if judge_client is None and config.judge_base_url:
-        judge_client = _judge_client(config, output / "judge_cache")
+    if judge_client is None and config.judge is not None:
+        judge_client = make_client(config.judge, output / "judge_cache")
     model_name = config.model or f"predictions:{Path(config.predictions).name}"
     fingerprint = model_fingerprint(model, config.model) if model is not None else None
 

@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module under ``infimed.commands`` with two functions:
 ``add_arguments(parser)`` and ``main(args) -> int | None``. Its parser is a ``ConfigParser`` (``infimed.core.config``):
-flags come from config dataclass fields and their help metadata, with an optional YAML config file under them. Modules are imported only when their subcommand runs (or
-its ``--help`` is asked for), so ``infimed --help`` stays fast and never imports torch.
+flags come from config dataclass fields and their help metadata, with an optional YAML config file under them.
+Modules are imported only when their subcommand runs (or its ``--help`` is asked for), so ``infimed --help`` stays
+fast and never imports torch.
 
     infimed --help
     infimed init --preset tiny --output runs/tiny

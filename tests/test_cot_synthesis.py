@@ -263,7 +263,7 @@ def test_output_trains_in_an_sft_stage(tmp_path, dataset):
     datasets.DatasetDict({"train": output}).save_to_disk(str(tmp_path / "cot"))
     recipe = recipe_from_dict({"model": "tiny", "output_dir": str(tmp_path / "train"), "seed": 0, "stages": [{
         "name": "cot-sft", "type": "sft", "datasets": [{"path": str(tmp_path / "cot"), "split": "train"}],
-        "num_image_tokens": 16, "max_length": 512, "max_steps": 1, "sft": {"gradient_checkpointing": False},
+        "num_image_tokens": 16, "max_length": 512, "max_steps": 1, "gradient_checkpointing": False,
     }]})
     stage = run_recipe(recipe)["stages"]["cot-sft"]
     assert stage["samples"] == len(output) and not stage["dropped"]

@@ -180,7 +180,7 @@ def _verdict(request):
 @pytest.mark.parametrize("on_failure", ["drop", "keep"])
 def test_judge_through_openai_stub(data_dir, tmp_path, on_failure):
     with OpenAIStub(_verdict) as stub:
-        judge = {"enabled": True, "backend": "openai", "base_url": stub.base_url, "model": "judge",
+        judge = {"enabled": True, "kind": "openai", "base_url": stub.base_url, "model": "judge",
                  "on_failure": on_failure, "max_retries": 0, "cache_dir": str(tmp_path / "judge_cache")}
         config = _config(data_dir, judge=judge, decontamination={"benchmarks": []})
         report = run_curation(config, tmp_path, progress=lambda _: None)
@@ -203,11 +203,11 @@ def test_judge_through_openai_stub(data_dir, tmp_path, on_failure):
 
 
 def test_judge_with_tiny_local_model(data_dir, baseline, tmp_path):
-    from infimed.llm_client import LocalChatClient
+    from infimed.core.llm_client import LocalChatClient
     from infimed.testing import tiny_model, tiny_processor
 
     client = LocalChatClient((tiny_model(), tiny_processor()), max_new_tokens=4)
-    judge = {"enabled": True, "backend": "local", "model": "tiny", "dimensions": ["alignment"]}
+    judge = {"enabled": True, "kind": "local", "model": "tiny", "dimensions": ["alignment"]}
     report = run_curation(_config(data_dir, judge=judge), tmp_path, judge_client=client, progress=lambda _: None)
     # a random-weight model never writes the JSON verdict: every sample reaching the judge is unscored and dropped
     # the judge sees exactly the samples no rule, decontamination or dedup step dropped: those kept without a judge

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from infimed.cli import main as cli_main
+from infimed.core.endpoints import EndpointConfig
 from infimed.evaluation import generation
 from infimed.evaluation.generation import GenerationOptions, GenerationRequest, PredictionCache, batched_generate
 from infimed.evaluation.runner import EvalConfig, run_evaluation
@@ -104,7 +105,7 @@ def test_resume_after_interruption_gives_identical_results(demo_dir, model_and_p
     run_evaluation(_config(demo_dir, tmp_path / "full"), model, processor)
     expected = (tmp_path / "full" / "demo" / "predictions.jsonl").read_text()
 
-    real, calls = generation._generate_batch, []
+    real, calls = generation.generate_batch, []
 
     class Killed(Exception):
         pass
@@ -115,7 +116,7 @@ def test_resume_after_interruption_gives_identical_results(demo_dir, model_and_p
             raise Killed  # the run dies here
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(generation, "_generate_batch", dies_on_second_batch)
+    monkeypatch.setattr(generation, "generate_batch", dies_on_second_batch)
     with pytest.raises(Killed):
         run_evaluation(_config(demo_dir, tmp_path / "resumed"), model, processor)
     calls.clear()
@@ -124,7 +125,7 @@ def test_resume_after_interruption_gives_identical_results(demo_dir, model_and_p
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(generation, "_generate_batch", counts)
+    monkeypatch.setattr(generation, "generate_batch", counts)
     run_evaluation(_config(demo_dir, tmp_path / "resumed"), model, processor)
     assert len(calls) == 2  # 12 items in batches of 4: the first batch came from the cache
     assert (tmp_path / "resumed" / "demo" / "predictions.jsonl").read_text() == expected
@@ -177,7 +178,7 @@ def test_config_errors():
     with pytest.raises(ValueError, match="--predictions"):
         EvalConfig(benchmarks=["demo"])
     with pytest.raises(ValueError, match="judge"):
-        EvalConfig(benchmarks=["demo"], model="m", judge_model="x")
+        EvalConfig(benchmarks=["demo"], model="m", judge=EndpointConfig(model="x"))
     with pytest.raises(ValueError, match="batch_size"):
         GenerationOptions(batch_size=0)
 

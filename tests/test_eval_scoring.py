@@ -10,7 +10,7 @@ from infimed.evaluation.compat import compat_aggregate
 from infimed.evaluation.items import EvalItem
 from infimed.evaluation.judge import JUDGE_PROMPT, apply_judge, judge_identity, parse_verdict
 from infimed.evaluation.scoring import aggregate_metrics, chance_accuracy, score_item
-from infimed.llm_client import OpenAIChatClient
+from infimed.core.llm_client import OpenAIChatClient
 
 pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 from openai_stub import OpenAIStub, last_user_text, scripted
 
-from infimed.llm_client import ChatResult, LocalChatClient, OpenAIChatClient, cache_key, image_part
+from infimed.core.llm_client import ChatResult, LocalChatClient, OpenAIChatClient, cache_key, image_part
 
 
 def _req(text):

@@ -21,12 +21,14 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
-from infimed.core.datasets import as_image_list
 from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION, score_answer
-from infimed.llm_client import ChatClient, cache_key, image_part
+from infimed.core.config import config_from_dict, load_yaml
+from infimed.core.datasets import as_image_list
+from infimed.core.endpoints import EndpointConfig
+from infimed.core.llm_client import ChatClient, cache_key, image_part
 from infimed.training.cot_prompts import COT_STYLES, build_teacher_text
 from infimed.training.rewards import add_format_instruction, format_reward
 
@@ -35,7 +37,6 @@ __all__ = [
     "CoTSynthesisConfig",
     "CoTTeacherConfig",
     "REJECTION_REASONS",
-    "build_teacher",
     "load_cot_config",
     "select_samples",
     "synthesize_cot",
@@ -50,34 +51,20 @@ _EXAMPLE_CHARS = 200
 
 
 @dataclass
-class CoTTeacherConfig:
-    """Which model writes the traces: an OpenAI-compatible endpoint or a local transformers model."""
+class CoTTeacherConfig(EndpointConfig):
+    """Which model writes the traces: an ``EndpointConfig`` with a teacher's defaults (it samples, and writes long)."""
 
-    kind: str = field(default="openai", metadata={"help": "`openai` (an OpenAI-compatible endpoint) or `local`."})
-    model: str = field(default="", metadata={"help": "Model name at the endpoint, or local path / Hub id for `local`."})
-    base_url: str | None = field(
-        default=None, metadata={"help": "Endpoint root with version, e.g. http://host:8000/v1."}
-    )
-    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key."})
-    max_retries: int = field(default=3, metadata={"help": "Retries per request after the first attempt (bounded)."})
-    # 120 s: a 72B teacher writing a 1024-token reflective trace takes tens of seconds under load.
-    timeout: float = field(default=120.0, metadata={"help": "Seconds per HTTP attempt."})
-    max_concurrency: int = field(default=8, metadata={"help": "Endpoint requests in flight at once."})
-    batch_size: int = field(default=8, metadata={"help": "Requests per `generate` call for a local teacher."})
-    # 1024 tokens hold a reflective trace with its re-check; short-answer VQA traces are usually 100-400.
-    max_tokens: int = field(default=1024, metadata={"help": "Token budget of one trace."})
     # 0.7: diverse enough that K candidates differ, low enough that most stay on topic (typical rejection-sampling
     # setting); 0.0 makes all K candidates identical (they are then counted as duplicates).
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the teacher."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Answer cache folder; re-runs never pay twice."})
+    temperature: float | None = field(default=0.7, metadata={"help": "Sampling temperature of the teacher."})
+    # 1024 tokens hold a reflective trace with its re-check; short-answer VQA traces are usually 100-400.
+    max_tokens: int | None = field(default=1024, metadata={"help": "Token budget of one trace."})
+    # 120 s: a 72B teacher writing a 1024-token reflective trace takes tens of seconds under load.
+    timeout: float = field(default=120.0, metadata={"help": "Seconds per HTTP attempt."})
 
     def __post_init__(self):
-        if self.kind not in ("openai", "local"):
-            raise ValueError(f"`teacher.kind` must be 'openai' or 'local', got {self.kind!r}.")
-        if not self.model:
-            raise ValueError("`teacher.model` is required: the endpoint's model name, or a local checkpoint path.")
-        if self.kind == "openai" and not self.base_url:
-            raise ValueError("`teacher.base_url` is required for an `openai` teacher, e.g. http://localhost:8000/v1.")
+        super().__post_init__()
+        self.check("teacher")
 
 
 @dataclass
@@ -115,9 +102,9 @@ class CoTSynthesisConfig:
 
     def __post_init__(self):
         if isinstance(self.teacher, dict):
-            self.teacher = CoTTeacherConfig(**self.teacher)
+            self.teacher = config_from_dict(CoTTeacherConfig, self.teacher, "teacher")
         if isinstance(self.selection, dict):
-            self.selection = CoTSelectionConfig(**self.selection)
+            self.selection = config_from_dict(CoTSelectionConfig, self.selection, "selection")
         unknown = [s for s in self.styles if s not in COT_STYLES]
         if unknown or not self.styles:
             raise ValueError(f"`styles` must be a non-empty subset of {sorted(COT_STYLES)}, got {self.styles}.")
@@ -127,49 +114,10 @@ class CoTSynthesisConfig:
             raise ValueError(f"`max_keep_per_style` must be >= 1 or null, got {self.max_keep_per_style}.")
 
 
-def _from_dict(cls, data: dict, where: str):
-    """Build dataclass ``cls`` from a YAML mapping, naming unknown keys instead of a bare TypeError."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{where} must be a mapping, got {type(data).__name__}.")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ValueError(f"Unknown key(s) {unknown} in {where}; valid keys: {sorted(known)}.")
-    return cls(**data)
-
-
 def load_cot_config(path: str | os.PathLike, **overrides: Any) -> CoTSynthesisConfig:
     """Read a synthesis YAML; ``overrides`` (non-None) replace top-level keys, e.g. ``output_dir``."""
-    import yaml
-
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
-    if not isinstance(data, dict):
-        raise TypeError(f"{path} must hold a mapping of synthesis settings, got {type(data).__name__}.")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    for key, cls in (("teacher", CoTTeacherConfig), ("selection", CoTSelectionConfig)):
-        if isinstance(data.get(key), dict):
-            data[key] = _from_dict(cls, data[key], f"`{key}` in {path}")
-    missing = [k for k in ("dataset", "output_dir", "teacher") if k not in data]
-    if missing:
-        raise ValueError(f"{path} is missing required key(s) {missing}.")
-    return _from_dict(CoTSynthesisConfig, data, str(path))
-
-
-def build_teacher(config: CoTTeacherConfig) -> ChatClient:
-    """The shared LLM client for this teacher configuration."""
-    from infimed.llm_client import LocalChatClient, OpenAIChatClient
-
-    params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
-    if config.kind == "openai":
-        return OpenAIChatClient(
-            config.base_url, config.model, api_key_env=config.api_key_env, max_retries=config.max_retries,
-            timeout=config.timeout, cache_dir=config.cache_dir, max_concurrency=config.max_concurrency, **params,
-        )
-    return LocalChatClient(
-        config.model, max_new_tokens=config.max_tokens, batch_size=config.batch_size, cache_dir=config.cache_dir,
-        **params,
-    )
+    data = {**load_yaml(path), **{k: v for k, v in overrides.items() if v is not None}}
+    return config_from_dict(CoTSynthesisConfig, data, str(path))
 
 
 def select_samples(dataset, selection: CoTSelectionConfig, seed: int) -> tuple[list[int], Counter]:

@@ -1,21 +1,26 @@
-"""Typed curation config, parsed from YAML in one place (``CurationConfig.from_yaml``).
+"""Typed curation config, read with the one config parser (``infimed.core.config``; ``CurationConfig.from_yaml``).
 
     sources:
       - {name: demo, path: demo-data, split: train}
       - {name: slake, format: slake, source: BoKelvin/SLAKE, split: train, license: cc-by-4.0}
     thresholds: {image_quality: 0.5, text_quality: 0.5, answer_validity: 0.5}
-    judge: {enabled: false}
+    judge: {enabled: false}     # else an `EndpointConfig`: {enabled: true, kind: openai, base_url: ..., model: ...}
     decontamination: {benchmarks: [{name: demo-eval, path: demo-data, split: eval}]}
 
-Unknown keys raise a ``ValueError`` naming the key and the allowed ones, so a typo never silently disables a filter.
+Unknown keys and wrong types raise a ``ConfigError`` (a ``ValueError``) naming the key, so a typo never silently
+disables a filter.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Literal
+
+from infimed.core.config import config_from_dict, load_yaml
+from infimed.core.endpoints import EndpointConfig
 
 from .dimensions import DIMENSION_NAMES, MODEL_DIMENSIONS
 
@@ -32,8 +37,6 @@ def _f(default, help: str, **kw):
 
 
 def _copy(value):
-    import copy
-
     return copy.deepcopy(value)
 
 
@@ -51,18 +54,16 @@ class SourceConfig:
     license: str | None = _f(None, "SPDX licence id of this source, copied to the dataset card.")
     options: dict = _f({}, "Extra keyword arguments for the converter (e.g. `lang: en`).")
 
-    def validate(self, where: str) -> None:
+    def __post_init__(self):
         given = [k for k in ("path", "hub_id", "format") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(
-                f"{where} ({self.name!r}) must set exactly one of `path`, `hub_id`, `format`; got {given}."
-            )
+            raise ValueError(f"source {self.name!r} must set exactly one of `path`, `hub_id`, `format`; got {given}.")
         if self.format and not self.source:
-            raise ValueError(f"{where} ({self.name!r}) sets `format: {self.format}` but no `source` to read.")
+            raise ValueError(f"source {self.name!r} sets `format: {self.format}` but no `source` to read.")
         if not self.name:
             self.name = Path(self.path or self.hub_id or self.source).name
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"{where} ({self.name!r}): `limit` must be >= 1, got {self.limit}.")
+            raise ValueError(f"source {self.name!r}: `limit` must be >= 1, got {self.limit}.")
 
 
 @dataclass
@@ -84,9 +85,10 @@ class TextRules:
     max_question_chars: int = _f(8000, "Longest question: MedXpertQA vignettes and PubMedQA contexts (a few thousand "
                                        "characters) fit; longer is almost always a scraping error.")
     max_answer_chars: int = _f(8000, "Longest answer: full radiology reports (typically < 3000 characters) fit.")
-    languages: list = _f(["en", "zh"], "Allowed question languages by script (en = Latin, zh = CJK); [] allows any.")
+    languages: list[str] = _f(["en", "zh"], "Allowed question languages by script (en = Latin, zh = CJK); [] allows "
+                                            "any.")
     check_identifiers: bool = _f(True, "Drop text with e-mail addresses, phone, social-security or record numbers.")
-    boilerplate: list = _f(["lorem ipsum", "as an ai language model", "click here", "all rights reserved",
+    boilerplate: list[str] = _f(["lorem ipsum", "as an ai language model", "click here", "all rights reserved",
                             "subscribe to", "cookie policy"], "Phrases that mark scraped or generated boilerplate.")
 
 
@@ -98,25 +100,29 @@ class AnswerRules:
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(EndpointConfig):
+    """The model scorer: an ``EndpointConfig`` (kind, base_url, model, ...) plus what to ask it and how to batch."""
+
+    temperature: float | None = _f(0.0, "Greedy: the same sample always gets the same grade.")
+    max_tokens: int | None = _f(128, "Judge answer budget; the JSON verdict needs well under 100 tokens.")
     enabled: bool = _f(False, "Score the model dimensions (alignment, medical_relevance) with a judge.")
-    backend: str = _f("openai", "`openai` (any OpenAI-compatible endpoint) or `local` (a transformers model).")
-    base_url: str | None = _f(None, "Endpoint root for the openai backend, e.g. http://localhost:8000/v1.")
-    model: str | None = _f(None, "Model name (openai) or name/path (local).")
-    api_key_env: str = _f("OPENAI_API_KEY", "Environment variable with the API key (unset: no key sent).")
-    dimensions: list = _f(list(MODEL_DIMENSIONS), "Model-scored dimensions to ask the judge for.")
-    cache_dir: str | None = _f(None, "Answer cache folder (content-hash keyed); default OUTPUT/judge_cache.")
-    max_concurrency: int = _f(8, "Requests in flight (openai backend); 8 keeps one vLLM/TGI replica's batch full "
-                                 "without tripping hosted APIs' per-key rate limits.")
-    batch_size: int = _f(64, "Samples handed to the client per call; bounds memory of inline images.")
-    max_retries: int = _f(3, "Retries per request for connection errors and 429/5xx; with 0.5/1/2 s back-off, 3 "
-                             "rides out a short overload and still fails a dead endpoint within seconds.")
-    timeout: float = _f(60.0, "Seconds per HTTP attempt: a 72B judge answering ~100 tokens under load takes well "
-                              "under a minute; longer means the request is stuck.")
-    max_new_tokens: int = _f(128, "Judge answer budget; the JSON verdict needs well under 100 tokens.")
+    dimensions: list[str] = _f(list(MODEL_DIMENSIONS), "Model-scored dimensions to ask the judge for.")
+    samples_per_call: int = _f(64, "Samples handed to the client per call; bounds memory of inline images.")
     max_image_side: int = _f(512, "Images are downscaled to this side before sending, bounding request size.")
-    on_failure: str = _f("drop", "`drop`: a sample the judge could not score is dropped as unscored; `keep`: kept "
-                                 "with its score empty and a flag. Counted in the report either way.")
+    on_failure: Literal["drop", "keep"] = _f(
+        "drop", "`drop`: a sample the judge could not score is dropped as unscored; `keep`: kept with its score "
+                "empty and a flag. Counted in the report either way."
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.on_failure not in ("drop", "keep"):
+            raise ValueError(f"`judge.on_failure` must be `drop` or `keep`, got {self.on_failure!r}.")
+        bad = [d for d in self.dimensions if d not in MODEL_DIMENSIONS]
+        if bad:
+            raise ValueError(f"`judge.dimensions` may hold {MODEL_DIMENSIONS}, got {bad}.")
+        if self.enabled:
+            self.check("judge")
 
 
 @dataclass
@@ -132,7 +138,8 @@ class DedupConfig:
 
 @dataclass
 class DecontaminationConfig:
-    benchmarks: list = _f([], "Evaluation sets (same keys as `sources`) whose images/questions must not be trained on.")
+    benchmarks: list[SourceConfig] = _f([], "Evaluation sets (same keys as `sources`) whose images/questions must not "
+                                            "be trained on.")
     max_hamming: int = _f(8, "Perceptual-hash distance for an image match (hash size from `dedup.hash_size`).")
     min_question_words: int = _f(8, "Question-only matches count for questions of at least this many words (or any "
                                     "text-only sample): short VQA questions recur across unrelated images.")
@@ -143,8 +150,9 @@ class AuditConfig:
     enabled: bool = _f(True, "Write a stratified audit sample (CSV + offline HTML) under OUTPUT/audit.")
     per_stratum: int = _f(5, "Samples per (source, score band) stratum: 3 bands x 5 = 15 per source, about half "
                              "an hour of a clinician's time for a few sources.")
-    bands: list = _f([0.5, 0.8], "Band edges on the worst dimension score: low < 0.5 <= mid < 0.8 <= high; 0.5 is "
-                                 "the default threshold, so 'low' is what gets dropped and 'mid' what barely passes.")
+    bands: list[float] = _f([0.5, 0.8], "Band edges on the worst dimension score: low < 0.5 <= mid < 0.8 <= high; "
+                                        "0.5 is the default threshold, so 'low' is what gets dropped and 'mid' what "
+                                        "barely passes.")
 
 
 @dataclass
@@ -152,13 +160,13 @@ class CardConfig:
     pretty_name: str = _f("InfiMed curated dataset", "Title of the dataset card.")
     license: str = _f("other", "SPDX licence of the curated set (use the most restrictive of the sources).")
     description: str = _f("", "Free text for the card's summary.")
-    language: list = _f(["en"], "Languages for the card metadata.")
+    language: list[str] = _f(["en"], "Languages for the card metadata.")
 
 
 @dataclass
 class CurationConfig:
-    sources: list = _f([], "Inputs, read in order (earlier sources win duplicate ties).")
-    thresholds: dict = _f({}, "Keep a sample when score >= threshold, per dimension (default 0.5 each).")
+    sources: list[SourceConfig] = _f([], "Inputs, read in order (earlier sources win duplicate ties).")
+    thresholds: dict[str, float] = _f({}, "Keep a sample when score >= threshold, per dimension (default 0.5 each).")
     image_rules: ImageRules = _f(ImageRules(), "Image quality parameters.")
     text_rules: TextRules = _f(TextRules(), "Text quality parameters.")
     answer_rules: AnswerRules = _f(AnswerRules(), "Answer validity parameters.")
@@ -186,32 +194,17 @@ class CurationConfig:
         model = set(self.judge.dimensions) if self.judge.enabled else set()
         return [d for d in DIMENSION_NAMES if d not in MODEL_DIMENSIONS or d in model]
 
-    def validate(self) -> None:
+    def __post_init__(self):
         if not self.sources:
             raise ValueError("The curation config has no `sources`; list at least one input.")
-        for i, s in enumerate(self.sources):
-            s.validate(f"sources[{i}]")
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"Source names must be unique, got {names}.")
-        for i, b in enumerate(self.decontamination.benchmarks):
-            b.validate(f"decontamination.benchmarks[{i}]")
         for name, value in self.thresholds.items():
             if name not in DIMENSION_NAMES:
                 raise ValueError(f"Unknown dimension {name!r} in `thresholds`; use one of {DIMENSION_NAMES}.")
-            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            if not 0 <= value <= 1:
                 raise ValueError(f"`thresholds.{name}` must be a number in [0, 1], got {value!r}.")
-        if self.judge.backend not in ("openai", "local"):
-            raise ValueError(f"`judge.backend` must be `openai` or `local`, got {self.judge.backend!r}.")
-        if self.judge.on_failure not in ("drop", "keep"):
-            raise ValueError(f"`judge.on_failure` must be `drop` or `keep`, got {self.judge.on_failure!r}.")
-        bad = [d for d in self.judge.dimensions if d not in MODEL_DIMENSIONS]
-        if bad:
-            raise ValueError(f"`judge.dimensions` may hold {MODEL_DIMENSIONS}, got {bad}.")
-        if self.judge.enabled and not self.judge.model:
-            raise ValueError("`judge.enabled` is true but `judge.model` is empty; name the judge model.")
-        if self.judge.enabled and self.judge.backend == "openai" and not self.judge.base_url:
-            raise ValueError("The openai judge backend needs `judge.base_url` (e.g. http://localhost:8000/v1).")
         for key in ("num_proc", "chunk_size", "shard_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"`{key}` must be >= 1, got {getattr(self, key)}.")
@@ -219,49 +212,13 @@ class CurationConfig:
             raise ValueError(f"`audit.bands` must be increasing, got {self.audit.bands}.")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CurationConfig":
-        config = _build(cls, data or {}, "config")
-        config.sources = [_build(SourceConfig, s, f"sources[{i}]") for i, s in enumerate(config.sources)]
-        config.decontamination.benchmarks = [
-            _build(SourceConfig, b, f"decontamination.benchmarks[{i}]")
-            for i, b in enumerate(config.decontamination.benchmarks)
-        ]
-        config.validate()
-        return config
+    def from_dict(cls, data: dict, where: str = "config") -> "CurationConfig":
+        return config_from_dict(cls, data or {}, where)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "CurationConfig":
-        import yaml
-
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ValueError(f"Cannot read curation config {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"Curation config {path} must be a YAML mapping, got {type(data).__name__}.")
-        return cls.from_dict(data)
+        return cls.from_dict(load_yaml(path), str(path))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-
-def _build(cls, data: Any, where: str):
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"`{where}` must be a mapping, got {type(data).__name__}: {data!r}.")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"Unknown key(s) {unknown} in `{where}`; allowed: {sorted(fields)}.")
-    hints = get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            value = _build(hint, value, f"{where}.{key}")
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"Bad value in `{where}`: {exc}") from exc

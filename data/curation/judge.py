@@ -1,10 +1,10 @@
 """Model scorer for dimensions 3 (image-text alignment) and 4 (medical relevance and knowledge density).
 
-One request per sample asks a judge (``infimed.llm_client``: an OpenAI-compatible endpoint or a local transformers
-model) to grade the enabled dimensions on a 1-5 rubric and answer with JSON only, e.g.
-``{"alignment": 4, "medical_relevance": 5, "rationale": "..."}``. Scores are mapped to [0, 1] with
-``rubric_to_unit``. Anything else (an HTTP failure, no JSON, a missing key, a value outside 1-5) leaves the sample
-unscored with the reason, which the pipeline counts.
+One request per sample asks a judge (a ``JudgeConfig`` endpoint, built by ``infimed.core.endpoints.make_client``:
+an OpenAI-compatible endpoint or a local transformers model) to grade the enabled dimensions on a 1-5 rubric and
+answer with JSON only, e.g. ``{"alignment": 4, "medical_relevance": 5, "rationale": "..."}``. Scores are mapped to
+[0, 1] with ``rubric_to_unit``. Anything else (an HTTP failure, no JSON, a missing key, a value outside 1-5) leaves
+the sample unscored with the reason, which the pipeline counts.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .config import JudgeConfig
+from infimed.core.llm_client import image_part
+
 from .dimensions import rubric_to_unit
 from .rules import message_texts
 
-__all__ = ["RUBRIC", "JudgeVerdict", "build_judge_request", "parse_verdict", "JudgeScorer", "make_client"]
+__all__ = ["RUBRIC", "JudgeVerdict", "build_judge_request", "parse_verdict", "JudgeScorer"]
 
 RUBRIC = {
     "alignment": (
@@ -59,8 +60,6 @@ def _sample_text(row: dict) -> str:
 def build_judge_request(row: dict, dimensions: list[str], images: list | None = None,
                         max_image_side: int = 512) -> list[dict]:
     """OpenAI-style messages for one sample: system rubric, then the images inline and the conversation text."""
-    from infimed.llm_client import image_part
-
     keys = ", ".join(f'"{d}": <1-5>' for d in dimensions)
     rubric = "\n".join(RUBRIC[d] for d in dimensions)
     instruction = (
@@ -99,17 +98,6 @@ def parse_verdict(text: str | None, dimensions: list[str]) -> JudgeVerdict:
         rationale = obj.get("rationale")
         return JudgeVerdict(scores, None, rationale if isinstance(rationale, str) else None)
     return JudgeVerdict(None, "judge_unparseable", detail=text[:200])
-
-
-def make_client(config: JudgeConfig, cache_dir: str | None):
-    from infimed.llm_client import LocalChatClient, OpenAIChatClient
-
-    params = {"temperature": 0.0, "max_tokens": config.max_new_tokens}  # greedy: the same sample gets the same grade
-    if config.backend == "openai":
-        return OpenAIChatClient(config.base_url, config.model, api_key_env=config.api_key_env,
-                                max_retries=config.max_retries, timeout=config.timeout, cache_dir=cache_dir,
-                                max_concurrency=config.max_concurrency, **params)
-    return LocalChatClient(config.model, max_new_tokens=config.max_new_tokens, cache_dir=cache_dir, **params)
 
 
 class JudgeScorer:

@@ -23,12 +23,14 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
+from infimed.core.endpoints import make_client
 from infimed.model_cards.dataset_card import render_dataset_card
 
 from .audit import AuditSampler, export_audit
 from .config import CurationConfig, SourceConfig
 from .dedup import ContaminationIndex, Deduplicator
 from .dimensions import DIMENSIONS, DIMENSION_NAMES, MODEL_DIMENSIONS, RULE_DIMENSIONS, score_column
+from .judge import JudgeScorer
 from .report import CurationReport
 from .rules import RuleResult, score_sample
 
@@ -177,7 +179,6 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
 
     ``judge_client`` overrides the client built from ``config.judge`` (tests pass a stub-backed or tiny local one).
     """
-    from .judge import JudgeScorer, make_client
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,9 +187,9 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
                      answer_rules=config.answer_rules, hash_size=config.dedup.hash_size)
     judge = None
     if config.judge.enabled:
-        cache = config.judge.cache_dir or str(out / "judge_cache")
-        client = judge_client if judge_client is not None else make_client(config.judge, cache)
-        judge = JudgeScorer(client, config.judge.dimensions, config.judge.batch_size, config.judge.max_image_side)
+        client = judge_client if judge_client is not None else make_client(config.judge, out / "judge_cache")
+        judge = JudgeScorer(client, config.judge.dimensions, config.judge.samples_per_call,
+                            config.judge.max_image_side)
         progress(f"[curate] judge on: {client.identity()} scores {config.judge.dimensions}")
     else:
         progress(f"[curate] judge off: {', '.join(MODEL_DIMENSIONS)} are NOT scored (enable `judge` in the config)")

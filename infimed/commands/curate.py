@@ -7,26 +7,35 @@ a dataset card and a human-audit sample.
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
-__all__ = ["add_arguments", "main"]
+import datasets
 
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.data.curation import CurationConfig, import_audit, run_curation
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="Curation YAML (sources, thresholds, judge, dedup, ...).")
-    parser.add_argument("--output", required=True, help="Output folder (parquet shards, report, card, audit).")
-    parser.add_argument("--num-proc", type=int, default=None, help="Override `num_proc` (rule-scoring workers).")
-    parser.add_argument("--import-audit", metavar="CSV", default=None,
-                        help="Instead of curating: compare clinician verdicts in CSV with the scores of the run in "
-                             "--output and write audit/agreement.json.")
+__all__ = ["CurateArguments", "add_arguments", "main"]
 
 
-def _import_audit(args) -> int:
-    from pathlib import Path
+@dataclass
+class CurateArguments:
+    """Where `infimed curate` writes; the curation itself is a `CurationConfig` (YAML file and flags)."""
 
-    from infimed.data.curation import import_audit
+    output: str = field(metadata={"help": "Output folder (parquet shards, report, card, audit)."})
+    import_audit: str | None = field(
+        default=None, metadata={"help": "Instead of curating: compare clinician verdicts in this CSV with the scores "
+                                        "of the run in --output and write audit/agreement.json."}
+    )
 
+
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(CurateArguments)
+    parser.add_config_arguments(CurationConfig, config_file=True)
+
+
+def _import_audit(args: CurateArguments) -> int:
     report_path = Path(args.output) / "curation_report.json"
     if not report_path.exists():
         raise ValueError(f"{report_path} not found: --import-audit needs the --output folder of a finished curate run.")
@@ -40,20 +49,14 @@ def _import_audit(args) -> int:
     return 0
 
 
-def main(args) -> int:
+def main(namespace) -> int:
+    args = config_from_args(CurateArguments, namespace)
     if args.import_audit:
         return _import_audit(args)
-    if not args.config:
+    if not namespace.config:
         raise ValueError("Pass a curation CONFIG.yaml (or --import-audit CSV).")
-    import datasets
-
-    from infimed.data.curation import CurationConfig, run_curation
-
     datasets.disable_progress_bars()  # one progress line per chunk below is easier to follow than nested bars
-    config = CurationConfig.from_yaml(args.config)
-    if args.num_proc is not None:
-        config.num_proc = args.num_proc
-        config.validate()
+    config = config_from_args(CurationConfig, namespace, config_file=namespace.config)
     report = run_curation(config, args.output)
     print(f"[curate] input {report['input']} = kept {report['kept']} + dropped {report['dropped']}")
     for reason, count in report["dropped_by_reason"].items():
