@@ -1,5 +1,5 @@
-"""Optional LLM judge for open answers, through the shared ``infimed.llm_client`` (any OpenAI-compatible endpoint or a
-local transformers model).
+"""Optional LLM judge for open answers, through the shared chat client (``EvalConfig.judge``, an ``EndpointConfig``:
+any OpenAI-compatible endpoint or a local transformers model; see ``infimed.core.endpoints``).
 
 The judge sees the question, the reference answer and the model's extracted answer and replies with
 ``<judge>1</judge>`` (same meaning) or ``<judge>0</judge>`` (different). Note the polarity: MedEvalKit's own prompt
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from infimed.core.tasks import OPEN_KINDS
 
 if TYPE_CHECKING:
-    from infimed.llm_client import ChatClient
+    from infimed.core.llm_client import ChatClient
 
     from .items import EvalItem
 
