@@ -36,11 +36,12 @@ def undecoded_images(dataset, columns=None):
     return dataset
 
 
-def as_image_list(dataset, column: str = "images"):
-    """Cast `column` to a list of undecoded images whatever it holds now (paths, `{bytes, path}` structs, images)."""
+def as_image_list(dataset, column: str = "images", *, decode: bool = False):
+    """Cast `column` to a list of images whatever it holds now (paths, `{bytes, path}` structs, images); undecoded
+    unless `decode` (e.g. for TRL's generation, which wants PIL images)."""
     import datasets  # heavy: see `undecoded_images`
 
-    return dataset.cast_column(column, datasets.List(datasets.Image(decode=False)))
+    return dataset.cast_column(column, datasets.List(datasets.Image(decode=decode)))
 
 
 def load_hub(hub_id: str, config: str | None = None, split: str = "train", *, streaming: bool = False):

@@ -209,7 +209,8 @@ class InfiMedModel(InfiMedPreTrainedModel):
 
         image_features = None
         if pixel_values is not None and pixel_values.shape[0] > 0:
-            image_features = self.get_image_features(pixel_values, num_image_tokens)
+            # No per-call count: the config's, the one a run (e.g. a recipe stage or a GRPO trainer) set.
+            image_features = self.get_image_features(pixel_values, num_image_tokens or self.config.num_image_tokens)
             image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
             inputs_embeds = inputs_embeds.masked_scatter(mask, image_features.reshape(-1, image_features.shape[-1]))

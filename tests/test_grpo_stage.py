@@ -50,8 +50,8 @@ def _recipe(tmp_path, demo_dir, **grpo):
             "max_steps": 2,
             "learning_rate": 1e-4,
             "per_device_train_batch_size": 8,
-            "grpo": {"num_generations": 4, "max_completion_length": 8, "gradient_checkpointing": False,
-                     "save_steps": 1, **grpo},
+            "num_generations": 4, "max_completion_length": 8, "gradient_checkpointing": False, "save_steps": 1,
+            **grpo,
         }],
     }
     path = tmp_path / "recipe.yaml"
@@ -109,7 +109,7 @@ def test_grpo_stage_resumes_from_its_last_checkpoint(tmp_path, demo_dir):
     stage_dir = tmp_path / "train" / "grpo"
     assert (stage_dir / "checkpoint-2").is_dir()
     (stage_dir / "stage_summary.json").unlink()  # as if the run had been killed before the stage finished
-    recipe.stages[0].max_steps = 3
+    recipe.stages[0].trainer["max_steps"] = 3
     summary = run_recipe(recipe, resume=True)["stages"]["grpo"]
     assert summary["resumed_from"].endswith("checkpoint-2")
     assert summary["steps"] == 3
@@ -121,13 +121,14 @@ def test_grpo_stage_resumes_from_its_last_checkpoint(tmp_path, demo_dir):
 def test_demo_recipe_grpo_stage_is_valid(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from infimed.training.grpo_stage import build_grpo_config
+    from infimed.training.recipe import STAGE_TYPES
+    from infimed.training.stages import trainer_config
 
     monkeypatch.setenv("INFIMED_DEMO_DATA", str(tmp_path))
     recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml")
     stage = recipe.stages[-1]
     assert stage.type == "grpo" and recipe.stages[-2].type == "sft"  # GRPO comes after the SFT stages
-    args = build_grpo_config(stage, recipe, str(tmp_path / "grpo"))
+    args = trainer_config(stage, recipe, STAGE_TYPES["grpo"], str(tmp_path / "grpo"))
     # GRPO keeps the SFT resolution: its checkpoint (and the evaluation) use the same visual-token count
     assert args.num_image_tokens == recipe.stages[-2].num_image_tokens
     assert args.beta > 0 and args.reward_funcs == ["accuracy"]

@@ -25,8 +25,8 @@ def _changed(before, after, group):
 
 def _stage(name, **kw):
     stage = dict(name=name, type="sft", datasets=[{"path": "DATA", "split": "train"}], num_image_tokens=16,
-                 max_length=256, max_steps=2, learning_rate=5e-3, warmup_ratio=0.0, per_device_train_batch_size=2,
-                 sft={"gradient_checkpointing": False, "logging_steps": 1, "save_steps": 1, "report_to": []})
+                 max_length=256, max_steps=2, learning_rate=5e-3, warmup_steps=0.0, per_device_train_batch_size=2,
+                 gradient_checkpointing=False, logging_steps=1, save_steps=1, report_to=[])
     stage.update(kw)
     return stage
 

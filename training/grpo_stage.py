@@ -1,6 +1,7 @@
 """The `grpo` stage of a recipe: GRPO with verifiable rewards (`InfiMedGRPOTrainer`) after the SFT stages.
 
-Called by `infimed.training.recipe` as `run(stage, recipe, init_model, output_dir, resume) -> dict`. A stage:
+A stage's trainer keys are `InfiMedGRPOConfig` fields, written next to its data keys (`infimed.training.stages.run_stage`
+runs it with the hooks of `GRPO_STAGE`):
 
     - name: grpo
       type: grpo
@@ -11,8 +12,10 @@ Called by `infimed.training.recipe` as `run(stage, recipe, init_model, output_di
       max_steps: 20
       learning_rate: 5.0e-5
       per_device_train_batch_size: 8
-      grpo: {num_generations: 4, max_completion_length: 32, reward_funcs: [format, accuracy],
-             reward_weights: [0.5, 1.0]}
+      num_generations: 4
+      max_completion_length: 32
+      reward_funcs: [format, accuracy]
+      reward_weights: [0.5, 1.0]
 
 Samples that cannot be rewarded or generated from are dropped before training and counted by reason in the summary
 (`bad_image`, `image_count_mismatch`, `empty_answer`, `not_verifiable`, `bad_gold_answer`, `prompt_too_long`, and
@@ -21,32 +24,24 @@ Samples that cannot be rewarded or generated from are dropped before training an
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import time
 from collections import Counter, defaultdict
 
-__all__ = ["build_grpo_config", "filter_grpo_samples", "reward_curve", "run"]
+from infimed.core.answers import score_answer
+from infimed.core.datasets import as_image_list
+from infimed.core.tasks import SCORED_KINDS
+from infimed.processing.image_io import load_image
+
+from .grpo_config import InfiMedGRPOConfig
+from .grpo_trainer import InfiMedGRPOTrainer, prepare_grpo_dataset
+from .stages import StageType, load_stage_datasets
+
+__all__ = ["GRPO_STAGE", "filter_grpo_samples", "reward_curve"]
 
 logger = logging.getLogger(__name__)
 
-# Checkpoints kept per stage: the latest for --resume plus one spare in case the latest is cut mid-write.
-_SAVE_TOTAL_LIMIT = 2
 # Example ids kept per drop reason in the summary: enough to find the culprits, small enough for a JSON summary.
 _EXAMPLES_PER_REASON = 3
-
-
-def build_grpo_config(stage, recipe, output_dir: str):
-    """`InfiMedGRPOConfig` from the stage's common keys and its `grpo:` block (which wins on conflicts)."""
-    from .grpo_config import InfiMedGRPOConfig
-    from .stages import stage_trainer_config
-
-    return stage_trainer_config(
-        InfiMedGRPOConfig, stage, recipe, output_dir, stage.grpo, "grpo",
-        num_image_tokens=stage.num_image_tokens, save_total_limit=_SAVE_TOTAL_LIMIT,
-        # Every step: GRPO steps are few and each one's reward is the curve the summary reports.
-        logging_steps=1,
-    )
 
 
 def _user_turns_and_placeholders(messages) -> tuple[bool, int]:
@@ -65,14 +60,6 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     as correct against itself; the prompt (with the format instruction, images expanded to `num_image_tokens`)
     leaves room for `max_completion_length` within `max_length`.
     """
-    import datasets
-
-    from infimed.core.answers import score_answer
-    from infimed.core.tasks import SCORED_KINDS
-    from infimed.processing.image_io import load_image
-
-    from .grpo_trainer import prepare_grpo_dataset
-
     needs_gold = "accuracy" in args.reward_funcs
     budget = None if max_length is None else max_length - (args.max_completion_length or 0)
     if budget is not None and budget <= 0:
@@ -111,7 +98,7 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
         logger.warning("GRPO dropped %d of %d samples: %s", sum(dropped.values()), len(dataset), dict(dropped))
     kept = dataset.select(keep)
     if "images" in kept.column_names:  # TRL's generation needs decoded images
-        kept = kept.cast_column("images", datasets.List(datasets.Image()))
+        kept = as_image_list(kept, "images", decode=True)
     return kept, dict(dropped), dict(examples)
 
 
@@ -163,27 +150,19 @@ def reward_curve(log_history: list[dict], window: int = 5) -> dict:
     return {"window": window, "points": curve}
 
 
-def run(stage, recipe, init_model: str, output_dir: str, resume: bool) -> dict:
-    """Train one GRPO stage from `init_model`; write a full checkpoint to `output_dir`; return its summary."""
-    from transformers import set_seed
+def _config_defaults(stage) -> dict:
+    return {
+        # The stage's count, also in the config: the trainer checks it against the model (set once, by the stage).
+        "num_image_tokens": stage.num_image_tokens,
+        # Every step: GRPO steps are few and each one's reward is the curve the summary reports.
+        "logging_steps": 1,
+    }
 
-    from .grpo_trainer import InfiMedGRPOTrainer
-    from .stages import (
-        last_checkpoint as _last_checkpoint,
-        load_stage_datasets,
-        load_stage_model,
-        lora_config,
-        push_stage_output,
-        save_stage_output,
-    )
 
-    start = time.time()
-    set_seed(recipe.seed)
-    model, processor, trainable = load_stage_model(init_model, stage, recipe)
-    args = build_grpo_config(stage, recipe, output_dir)
-    strict = args.strict_data
+def _datasets(stage, recipe, processor, args):
     raw_train, mix_report = load_stage_datasets(stage.datasets, recipe.seed)
-    train_dataset, dropped, dropped_examples = filter_grpo_samples(raw_train, processor, args, stage.max_length, strict)
+    train_dataset, dropped, dropped_examples = filter_grpo_samples(raw_train, processor, args, stage.max_length,
+                                                                   args.strict_data)
     if len(train_dataset) == 0:
         raise ValueError(
             f"Stage {stage.name!r}: no usable GRPO sample left ({dropped}); check the `datasets` selection "
@@ -192,23 +171,17 @@ def run(stage, recipe, init_model: str, output_dir: str, resume: bool) -> dict:
     eval_dataset = None
     if stage.eval_datasets:
         raw_eval = load_stage_datasets(stage.eval_datasets, recipe.seed)[0]
-        eval_dataset = filter_grpo_samples(raw_eval, processor, args, stage.max_length, strict)[0]
-    peft_config = lora_config(stage.lora, stage.trainable) if stage.lora is not None else None
-    trainer = InfiMedGRPOTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                                 processing_class=processor, peft_config=peft_config)
-    checkpoint = _last_checkpoint(output_dir) if resume else None
-    if checkpoint:
-        logger.info("Stage %s resumes from %s", stage.name, checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    save_stage_output(trainer.model, processor, output_dir)
+        eval_dataset = filter_grpo_samples(raw_eval, processor, args, stage.max_length, args.strict_data)[0]
+    summary = {"samples": len(train_dataset), "dropped": dropped, "dropped_examples": dropped_examples,
+               "mixing": mix_report}
+    return train_dataset, eval_dataset, summary
 
+
+def _summarise(trainer, args) -> dict:
     history = trainer.state.log_history
     rewards = [e["reward"] for e in history if "reward" in e]
     kls = [e["kl"] for e in history if "kl" in e]
-    summary = {
-        "steps": trainer.state.global_step,
-        "seconds": round(time.time() - start, 2),
-        "train_loss": result.training_loss,
+    return {
         "first_reward": rewards[0] if rewards else None,
         "final_reward": rewards[-1] if rewards else None,
         "reward_curve": reward_curve(history),
@@ -217,17 +190,13 @@ def run(stage, recipe, init_model: str, output_dir: str, resume: bool) -> dict:
         "reward_weights": list(args.reward_weights) if args.reward_weights is not None else None,
         "num_generations": args.num_generations,
         "beta": args.beta,
-        "num_image_tokens": trainer.num_image_tokens,
-        "trainable": stage.trainable,
-        "trainable_parameters": trainable,
-        "lora": dataclasses.asdict(stage.lora) if stage.lora is not None else None,
-        "samples": len(train_dataset),
-        "dropped": dropped,
-        "dropped_examples": dropped_examples,
-        "mixing": mix_report,
-        "resumed_from": checkpoint,
-        "log_history": history,
     }
-    if stage.push_to_hub:
-        summary["pushed_to"] = push_stage_output(output_dir, stage.push_to_hub)
-    return summary
+
+
+GRPO_STAGE = StageType(
+    config_class=InfiMedGRPOConfig,
+    trainer_class=InfiMedGRPOTrainer,
+    config_defaults=_config_defaults,
+    build_datasets=_datasets,
+    summarise=_summarise,
+)

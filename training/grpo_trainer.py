@@ -6,8 +6,8 @@ What it adds to TRL, and nothing else:
   the `<think>/<answer>` instruction appended, becomes ``prompt``; ``answer``/``kind``/``options`` stay as reward
   columns and ``images`` as TRL's image column;
 - the rewards named in the config (format + accuracy by default, `infimed.training.rewards`);
-- one ``num_image_tokens`` for the processor and every policy/reference call of an InfiMed model (TRL's generation
-  and log-prob code do not know this argument, so a forward pre-hook on the multimodal wrapper injects it);
+- one ``num_image_tokens`` for the processor and every policy/reference call of an InfiMed model: set once on the
+  model config (which every call falls back to) and the processor, before TRL sees them;
 - a reference model copied from the policy instance in memory (TRL reloads it from ``config._name_or_path``, which
   a model built from a config, or changed since loading, does not have).
 
@@ -32,7 +32,9 @@ from trl.trainer.callbacks import SyncRefModelCallback
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
 from infimed.training.grpo_config import InfiMedGRPOConfig
+from infimed.training.image_tokens import set_num_image_tokens
 from infimed.training.rewards import add_format_instruction, build_reward_funcs
+from infimed.training.trl_compat import hidden_from_trl_init, with_empty_image_lists
 
 __all__ = ["InfiMedGRPOConfig", "InfiMedGRPOTrainer", "prepare_grpo_dataset"]
 
@@ -120,9 +122,13 @@ class InfiMedGRPOTrainer(GRPOTrainer):
             else:
                 eval_dataset = prepare_grpo_dataset(eval_dataset, instruction)
 
-        num_image_tokens = args.num_image_tokens
-        if num_image_tokens is not None and processing_class is not None:
-            processing_class = self._processor_with_image_tokens(processing_class, num_image_tokens)
+        requested = args.num_image_tokens
+        if (requested is not None and processing_class is not None
+                and getattr(processing_class, "num_image_tokens", requested) != requested):
+            processing_class = copy.deepcopy(processing_class)  # never change the caller's processor
+        if not isinstance(model, str):
+            # On the config, which every call falls back to, before the reference is copied from the model.
+            set_num_image_tokens(model, processing_class, requested, "`InfiMedGRPOConfig`")
 
         # TRL builds the reference by reloading `model.config._name_or_path`. For a model instance we copy it instead
         # (same weights, nothing read from disk): the reference is then exactly the policy the run starts from.
@@ -146,9 +152,9 @@ class InfiMedGRPOTrainer(GRPOTrainer):
             ref_model = ref_model if ref_model is not None else copy.deepcopy(model)
             ref_model.requires_grad_(False).eval()
         beta, sync_ref = args.beta, args.sync_ref_model
-        if own_ref:  # hide the KL setting from TRL's constructor so it does not reload a reference from disk
-            args.beta, args.sync_ref_model = 0.0, False
-        try:
+        # Hide the KL setting from TRL's constructor so it does not reload a reference from disk.
+        hidden = {"beta": 0.0, "sync_ref_model": False} if own_ref else {}
+        with hidden_from_trl_init(args, **hidden):
             super().__init__(
                 model=model,
                 reward_funcs=reward_funcs,
@@ -158,58 +164,21 @@ class InfiMedGRPOTrainer(GRPOTrainer):
                 processing_class=processing_class,
                 **kwargs,
             )
-        finally:
-            args.beta, args.sync_ref_model = beta, sync_ref
         self.beta = beta
         if own_ref:
             self.ref_model = self._prepare_reference(ref_model)
             if sync_ref:
                 self.add_callback(SyncRefModelCallback(ref_model=self.ref_model, accelerator=self.accelerator))
 
-        if num_image_tokens is not None and hasattr(self.processing_class, "num_image_tokens"):
-            # A processor TRL loaded itself (model given as a path) is ours to set; a caller's was copied above.
-            self.processing_class.num_image_tokens = int(num_image_tokens)
-        self.num_image_tokens = self._resolve_num_image_tokens(num_image_tokens)
-        if self.num_image_tokens is not None:
-            for target in (self.model, self.ref_model):
-                if target is not None:
-                    _inject_num_image_tokens(target, self.num_image_tokens)
+        if isinstance(model, str) or processing_class is None:  # TRL loaded these itself: set them now, once
+            applied = set_num_image_tokens(self.model, self.processing_class, requested, "`InfiMedGRPOConfig`")
+            if isinstance(model, str) and applied is not None and self.ref_model is not None:
+                self.ref_model.config.num_image_tokens = applied
+        # The count every call uses (None: the model's count follows the image size, e.g. Qwen2.5-VL).
+        self.num_image_tokens = getattr(self.model.config, "num_image_tokens", None)
 
     def _generate(self, prompts: list):
-        # TRL marks a text-only prompt's images as None; a batch mixing text-only and image prompts then reaches the
-        # processor as [None, [img], ...], which it cannot flatten. An empty list per text-only prompt is the form
-        # processors accept (`num_images` counts it as 0 either way).
-        outputs = super()._generate(prompts)
-        images = outputs[6]
-        if images is not None and any(item is None for item in images) and any(images):
-            outputs = (*outputs[:6], [item if item is not None else [] for item in images], *outputs[7:])
-        return outputs
-
-    @staticmethod
-    def _processor_with_image_tokens(processor, num_image_tokens: int):
-        if not hasattr(processor, "num_image_tokens"):
-            logger.warning(
-                "`num_image_tokens=%d` is ignored: %s has no fixed visual-token count (it follows the image size).",
-                num_image_tokens,
-                type(processor).__name__,
-            )
-            return processor
-        processor = copy.deepcopy(processor)  # never change the caller's processor
-        processor.num_image_tokens = int(num_image_tokens)
-        return processor
-
-    def _resolve_num_image_tokens(self, requested: int | None) -> int | None:
-        """The visual-token count to inject, validated against the model config (None: model not InfiMed-like)."""
-        config = self.model.config
-        if not hasattr(config, "num_image_tokens"):
-            return None
-        value = requested if requested is not None else getattr(self.processing_class, "num_image_tokens", None)
-        if value is None:
-            return None
-        validate = getattr(config, "validate_num_image_tokens", None)
-        if validate is not None:
-            validate(value)  # raises a ValueError naming the valid counts (square grids up to the patch grid)
-        return int(value)
+        return with_empty_image_lists(super()._generate(prompts))
 
     def _prepare_reference(self, ref_model: PreTrainedModel) -> torch.nn.Module:
         """The reference as TRL prepares its own: no dropout, fused log-prob head, placed/sharded like the policy."""
@@ -222,26 +191,3 @@ class InfiMedGRPOTrainer(GRPOTrainer):
             return prepare_fsdp(ref_model, self.accelerator)
         return self.accelerator.prepare_model(ref_model, evaluation_mode=True)
 
-
-def _inject_num_image_tokens(model: torch.nn.Module, num_image_tokens: int) -> None:
-    """Make every call of ``model`` (forward, fused log-prob forward, each `generate` step) use ``num_image_tokens``.
-
-    The hook sits on the multimodal wrapper (`model.model`, the module that encodes images): every path reaches it
-    through `__call__`, whereas PEFT's LoRA wrapper calls the top-level `forward` directly, skipping its hooks.
-    """
-    module = model
-    while isinstance(getattr(module, "module", None), torch.nn.Module):  # DDP / FSDP wrappers
-        module = module.module
-    if is_peft_model(module):
-        module = module.get_base_model()
-    inner = getattr(module, "model", None)
-    module = inner if isinstance(inner, torch.nn.Module) else module
-    if getattr(module, "_infimed_num_image_tokens_hook", None) is not None:
-        module._infimed_num_image_tokens_hook.remove()
-
-    def hook(_module, args, kwargs):
-        if kwargs.get("num_image_tokens") is None:
-            kwargs["num_image_tokens"] = num_image_tokens
-        return args, kwargs
-
-    module._infimed_num_image_tokens_hook = module.register_forward_pre_hook(hook, with_kwargs=True)

@@ -11,14 +11,18 @@ A recipe:
     seed: 42
     stages:
       - name: pretrain
-        type: sft                   # sft | grpo; dispatched through STAGE_RUNNERS
+        type: sft                   # sft | grpo (STAGE_TYPES)
         datasets: [{path: demo-output/data, split: train, weight: 1.0}]
         num_image_tokens: 16        # low-to-high resolution: 16 here, 64 later
         trainable: [projector, llm] # vision stays frozen unless listed
         max_length: 512
-        epochs: 1
-        learning_rate: 1.0e-3
-        sft: {assistant_only_loss: false}   # any InfiMedSFTConfig field
+        num_train_epochs: 1         # from here on: fields of the stage type's trainer config
+        learning_rate: 1.0e-3       # (InfiMedSFTConfig for sft, InfiMedGRPOConfig for grpo)
+        assistant_only_loss: false
+
+A stage is one mapping: the `StageSpec` keys (data, model and hand-over) and the fields of its type's trainer config,
+over the defaults of `infimed.training.stages.STAGE_TRAINER_DEFAULTS`. Every stage is validated when the recipe is
+loaded: an unknown key or a value of the wrong type fails there, naming the stage and the key.
 
 Every stage writes a full `save_pretrained` checkpoint (with processor) to `OUTPUT/<stage name>`, which the next
 stage loads; `OUTPUT/recipe_summary.json` holds one summary per stage. String values may use `${VAR}` or
@@ -28,25 +32,33 @@ stage loads; `OUTPUT/recipe_summary.json` holds one summary per stage. String va
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import difflib
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STAGE_RUNNERS", "DatasetSpec", "LoraSpec", "StageSpec", "Recipe", "load_recipe", "run_recipe"]
+from infimed.core.config import ConfigError, config_from_dict, load_yaml
+from infimed.modeling.composition import init_checkpoint
+from infimed.modeling.presets import PRESETS
+
+from .grpo_stage import GRPO_STAGE
+from .modules import MODULE_GROUPS
+from .sft_stage import SFT_STAGE
+from .stages import StageType, run_stage, trainer_config
+
+__all__ = ["STAGE_TYPES", "DatasetSpec", "LoraSpec", "StageSpec", "Recipe", "load_recipe", "recipe_from_dict",
+           "run_recipe"]
 
 logger = logging.getLogger(__name__)
 
-# type -> "module:function"; each `run(stage, recipe, init_model, output_dir, resume) -> dict` (JSON-able summary)
-STAGE_RUNNERS = {
-    "sft": "infimed.training.sft_stage:run",
-    "grpo": "infimed.training.grpo_stage:run",
-}
+# A stage's `type:` -> what that type adds to the one stage runner (`infimed.training.stages.run_stage`).
+STAGE_TYPES: dict[str, StageType] = {"sft": SFT_STAGE, "grpo": GRPO_STAGE}
 STAGE_DONE_FILE = "stage_summary.json"
 
 
@@ -92,7 +104,13 @@ class LoraSpec:
 
 @dataclass
 class StageSpec:
-    """One training stage."""
+    """One training stage: its data and model keys; every other key of the stage is a field of its trainer config.
+
+    `trainer` holds those trainer keys as written (`InfiMedSFTConfig` fields for `sft` stages, `InfiMedGRPOConfig`
+    fields for `grpo` stages); `infimed.training.stages.trainer_config` builds the config from them. `max_length` and
+    `push_to_hub` are the stage's own: the packed-row (SFT) or prompt + completion (GRPO) budget, and the repo the
+    stage's checkpoint is uploaded to.
+    """
 
     name: str = field(metadata={"help": "Stage name; its output goes to OUTPUT/<name>."})
     type: str = field(default="sft", metadata={"help": "Stage type: `sft` or `grpo`."})
@@ -105,29 +123,20 @@ class StageSpec:
         default_factory=lambda: ["projector", "llm"],
         metadata={"help": "Module groups that train: vision, projector, llm (vision frozen unless listed)."},
     )
-    max_length: int = field(default=2048, metadata={"help": "Tokens per packed row."})
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the stage's data."})
-    max_steps: int = field(default=-1, metadata={"help": "Optimiser steps; overrides `epochs` when > 0."})
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate (2e-5: common full-SFT value)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_ratio: float = field(default=0.03, metadata={"help": "Share of steps of linear warm-up (LLaVA-style)."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
-    per_device_train_batch_size: int = field(default=1, metadata={"help": "Packed rows per device and step."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimiser step."})
+    max_length: int = field(default=2048, metadata={"help": "Tokens per packed row (SFT); prompt + completion (GRPO)."})
     lora: LoraSpec | None = field(default=None, metadata={"help": "LoRA block; full fine-tuning when absent."})
     push_to_hub: str | None = field(default=None, metadata={"help": "`ORG/NAME` to upload the stage output to."})
-    sft: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra InfiMedSFTConfig fields."})
-    grpo: dict[str, Any] = field(default_factory=dict, metadata={"help": "Extra InfiMedGRPOConfig fields."})
+    trainer: dict[str, Any] = field(
+        default_factory=dict, init=False, metadata={"help": "The stage's trainer config keys, as written."}
+    )
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
             raise ValueError(f"Stage name {self.name!r} must be a plain folder name (letters, digits, `_.-`).")
-        if self.type not in STAGE_RUNNERS:
-            raise ValueError(f"Stage {self.name!r}: unknown type {self.type!r}; choose from {sorted(STAGE_RUNNERS)}.")
+        if self.type not in STAGE_TYPES:
+            raise ValueError(f"Stage {self.name!r}: unknown type {self.type!r}; choose from {sorted(STAGE_TYPES)}.")
         if not self.datasets:
             raise ValueError(f"Stage {self.name!r} has no `datasets`.")
-        from .modules import MODULE_GROUPS
-
         bad = sorted(set(self.trainable) - set(MODULE_GROUPS))
         if bad or not self.trainable:
             raise ValueError(f"Stage {self.name!r}: `trainable` must list some of {list(MODULE_GROUPS)}, got "
@@ -136,9 +145,6 @@ class StageSpec:
             raise ValueError(f"Stage {self.name!r}: `num_image_tokens` must be positive, got {self.num_image_tokens}.")
         if self.push_to_hub is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.push_to_hub):
             raise ValueError(f"Stage {self.name!r}: `push_to_hub` must look like `ORG/NAME`, got {self.push_to_hub!r}.")
-        other = "grpo" if self.type == "sft" else "sft"
-        if getattr(self, other):
-            raise ValueError(f"Stage {self.name!r} is of type {self.type!r} but has a `{other}` block.")
 
 
 @dataclass
@@ -162,6 +168,7 @@ class Recipe:
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_STAGE_KEYS = frozenset(f.name for f in dataclasses.fields(StageSpec) if f.init)
 
 
 def _expand(value):
@@ -180,74 +187,68 @@ def _expand(value):
     return value
 
 
-def _build(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}: {data!r}.")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}. Allowed: {sorted(known)}.")
-    return cls(**data)
+def _stage_from_dict(raw, index: int) -> StageSpec:
+    """A `StageSpec` from one stage mapping: its own keys typed, the rest checked to be trainer config fields."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"recipe.stages[{index}]: expected a mapping (one stage), got {raw!r:.80}.")
+    where = f"stage {raw.get('name', index)!r}"
+    stage_type = STAGE_TYPES.get(raw.get("type", "sft"))
+    if stage_type is not None:  # an unknown type is reported by StageSpec, with the known ones
+        config_keys = {f.name for f in dataclasses.fields(stage_type.config_class) if f.init}
+        unknown = sorted(set(raw) - _STAGE_KEYS - config_keys, key=str)
+        if unknown:
+            hints = [m for key in unknown for m in difflib.get_close_matches(str(key), _STAGE_KEYS | config_keys, 1)]
+            kind = raw.get("type", "sft")
+            raise ConfigError(
+                f"{where}: unknown key(s) {unknown}{f' (did you mean {hints}?)' if hints else ''}. A stage takes "
+                f"{sorted(_STAGE_KEYS)} and the fields of {stage_type.config_class.__name__}; unknown `{kind}` keys "
+                "are rejected so that a typo never silently falls back to a default."
+            )
+    stage = config_from_dict(StageSpec, {k: v for k, v in raw.items() if k in _STAGE_KEYS}, where)
+    stage.trainer = {k: v for k, v in raw.items() if k not in _STAGE_KEYS}
+    return stage
 
 
-def recipe_from_dict(data: dict) -> Recipe:
+def recipe_from_dict(data: Mapping) -> Recipe:
+    """A validated `Recipe`: every stage's keys and values, and its trainer config, are checked here."""
     data = _expand(dict(data))
-    stages = []
-    for i, raw in enumerate(data.pop("stages", None) or []):
-        raw = dict(raw)
-        where = f"stage {raw.get('name', i)!r}"
-        for key in ("datasets", "eval_datasets"):
-            raw[key] = [_build(DatasetSpec, d, f"{where} {key}[{j}]") for j, d in enumerate(raw.get(key) or [])]
-        if raw.get("lora") is not None:
-            raw["lora"] = _build(LoraSpec, raw["lora"], f"{where} lora")
-        for key in ("learning_rate", "weight_decay", "warmup_ratio", "epochs"):
-            if isinstance(raw.get(key), str):  # YAML reads "1e-3" (no dot) as a string
-                raw[key] = float(raw[key])
-        stages.append(_build(StageSpec, raw, where))
-    data["stages"] = stages
-    return _build(Recipe, data, "recipe")
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        raise ConfigError(f"recipe.stages: expected a YAML list of stage mappings (`- name: ...`), got {stages!r:.80}.")
+    data["stages"] = [_stage_from_dict(raw, i) for i, raw in enumerate(stages)]
+    recipe = config_from_dict(Recipe, data, "recipe")
+    for stage in recipe.stages:  # build each trainer config once now: its own checks run before any stage trains
+        trainer_config(stage, recipe, STAGE_TYPES[stage.type], os.path.join(recipe.output_dir, stage.name))
+    return recipe
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """Parse and validate a recipe YAML file."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
     try:
-        return recipe_from_dict(data or {})
+        return recipe_from_dict(load_yaml(path))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"Invalid recipe {path}: {err}") from err
-
-
-def _runner(stage_type: str):
-    module_name, func = STAGE_RUNNERS[stage_type].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"Stage type {stage_type!r} needs `{module_name}`, which cannot be imported: {err}") from err
-    return getattr(module, func)
+        raise ConfigError(f"Invalid recipe {path}: {err}") from err
 
 
 def _initial_model(recipe: Recipe, output_dir: str) -> str:
     """The checkpoint the first stage starts from: `recipe.model` itself, or a preset initialised into OUTPUT/init."""
-    from infimed.modeling.presets import PRESETS
-
     if recipe.model not in PRESETS:
         return recipe.model
     init_dir = os.path.join(output_dir, "init")
     if not os.path.exists(os.path.join(init_dir, "config.json")):
-        from infimed.modeling.composition import init_checkpoint
-
         logger.info("Initialising preset %s into %s", recipe.model, init_dir)
         init_checkpoint(recipe.model, init_dir, vision_model=recipe.vision_model,
                         language_model=recipe.language_model, seed=recipe.seed)
     return init_dir
 
 
-def run_recipe(recipe: Recipe, *, output_dir: str | None = None, stage: str | None = None,
-               resume: bool = False) -> dict:
-    """Run the recipe's stages in order (or only `stage`); write and return `OUTPUT/recipe_summary.json`."""
+def run_recipe(recipe: Recipe, *, output_dir: str | None = None, stage: str | None = None, resume: bool = False,
+               after_stage: Callable[[StageSpec, dict], dict] | None = None) -> dict:
+    """Run the recipe's stages in order (or only `stage`); write and return `OUTPUT/recipe_summary.json`.
+
+    `after_stage(spec, summary)`, called when a stage has trained and saved, returns entries to add to its summary
+    (`infimed train` uploads the stages that set `push_to_hub` there).
+    """
     output_dir = output_dir or recipe.output_dir
     os.makedirs(output_dir, exist_ok=True)
     names = [s.name for s in recipe.stages]
@@ -275,9 +276,11 @@ def run_recipe(recipe: Recipe, *, output_dir: str | None = None, stage: str | No
                              "stages first (without `--stage`), or all of them with `--resume`.")
         logger.info("Stage %s (%s) from %s -> %s", spec.name, spec.type, previous, stage_dir)
         start = time.time()
-        result = _runner(spec.type)(spec, recipe, previous, stage_dir, resume)
+        result = run_stage(spec, recipe, STAGE_TYPES[spec.type], previous, stage_dir, resume)
         result = {"name": spec.name, "type": spec.type, "init_model": previous, "output_dir": stage_dir,
                   "wall_seconds": round(time.time() - start, 2), **result}
+        if after_stage is not None:
+            result.update(after_stage(spec, result))
         Path(done_file).write_text(json.dumps(result, indent=2, default=str))
         summary["stages"][spec.name] = result
         summary_path.write_text(json.dumps(summary, indent=2, default=str))

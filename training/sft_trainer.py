@@ -5,7 +5,8 @@
     trainer.train()
 
 TRL 1.16 refuses `packing=True` on vision datasets with a single check on `args.packing` in `SFTTrainer.__init__`
-(it has no multimodal packer). This trainer hides the flag from that check only, lets TRL set up everything else
+(it has no multimodal packer). This trainer hides the flag from that check only (`trl_compat.hidden_from_trl_init`,
+checked against TRL's source by tests/test_trl_compat.py), lets TRL set up everything else
 (model, PEFT, chat template, metrics), then replaces the training data by packed rows (`PackedDataset`) and the
 collator by `DataCollatorForPackedVisionLanguageModeling`. The loss path is TRL's own (fused LM head,
 `num_items_in_batch`-weighted), so a packed batch gives the token-weighted loss of its samples.
@@ -25,6 +26,7 @@ from .packed_dataset import PackedDataset, build_packed_dataset
 from .packing import PackingBudget
 from .samples import SampleEncoder
 from .sft_config import InfiMedSFTConfig
+from .trl_compat import hidden_from_trl_init
 
 __all__ = ["InfiMedSFTTrainer", "find_rope_index_fn"]
 
@@ -81,14 +83,10 @@ class InfiMedSFTTrainer(SFTTrainer):
                 eval_dataset = {k: undecoded_images(v, columns=["images"]) for k, v in eval_dataset.items()}
             elif eval_dataset is not None:
                 eval_dataset = undecoded_images(eval_dataset, columns=["images"])
-        packing_flag = args.packing
-        if self._multimodal_packing:
-            args.packing = False  # the one check TRL 1.16 makes against vision packing; restored below
-        try:
+        # The one check TRL 1.16 makes against vision packing, hidden from its constructor only.
+        with hidden_from_trl_init(args, **({"packing": False} if self._multimodal_packing else {})):
             super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                              eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
-        finally:
-            args.packing = packing_flag
         self.packing_summary: dict[str, dict] = {}
         if not self._multimodal_packing:
             return

@@ -1,58 +1,105 @@
-"""What every stage type shares: load the previous checkpoint, set the stage's visual tokens and trainable modules,
-build the stage's data mix, save a full checkpoint (LoRA merged), and optionally push it to the Hub.
+"""The one stage runner: every stage type goes seed -> load -> data -> trainer -> train -> save -> summary.
 
-The SFT stage (`sft_stage.py`) and the GRPO stage use these, so all stages hand over checkpoints the same way.
+What differs between types (the trainer config class and its defaults, how the data is prepared, the trainer class,
+the type's summary figures) is a `StageType`; `infimed.training.recipe.STAGE_TYPES` maps each `type:` to one:
+
+    run_stage(stage, recipe, SFT_STAGE, init_model="runs/demo/init", output_dir="runs/demo/sft-1", resume=False)
+
+Every stage loads the previous checkpoint, sets its visual tokens (`num_image_tokens`, on the model config and the
+processor, once) and its trainable modules, and saves a full checkpoint (LoRA merged) with its processor, so all
+stages hand over checkpoints the same way. Uploading a stage's output is the caller's job (`infimed train`).
 """
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import logging
 import os
-import warnings
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["load_stage_model", "load_stage_datasets", "lora_config", "save_stage_output", "push_stage_output"]
+from infimed.core.config import config_from_dict
+from infimed.core.datasets import as_image_list, load_hub, load_local
+from infimed.data.mixing import MixSource, mix_sources
+
+from .image_tokens import set_num_image_tokens
+from .modules import set_trainable
+
+__all__ = [
+    "StageType",
+    "last_checkpoint",
+    "load_stage_datasets",
+    "load_stage_model",
+    "lora_config",
+    "run_stage",
+    "save_stage_output",
+    "trainer_config",
+]
 
 logger = logging.getLogger(__name__)
 
+# Checkpoints kept per stage: the latest for --resume plus one spare in case the latest is cut mid-write.
+_SAVE_TOTAL_LIMIT = 2
+# Trainer settings a stage gets unless it sets them; they differ from TrainingArguments' own defaults.
+STAGE_TRAINER_DEFAULTS = {
+    "num_train_epochs": 1.0,  # one pass per stage, as in the paper's stage table (TrainingArguments says 3)
+    "learning_rate": 2e-5,  # common full-SFT value
+    "warmup_steps": 0.03,  # a float < 1 is a ratio of the total steps in transformers v5 (LLaVA-style 3% warm-up)
+    "lr_scheduler_type": "cosine",
+    "per_device_train_batch_size": 1,  # packed rows per device and step: a packed row already holds many samples
+    "save_total_limit": _SAVE_TOTAL_LIMIT,
+}
+# Columns training reads; the others are dropped before mixing (sources are concatenated).
+_TRAINING_COLUMNS = ("id", "images", "messages", "prompt", "completion", "answer", "kind", "options", "question")
 
-def stage_trainer_config(config_class, stage, recipe, output_dir: str, block: dict, block_name: str, **specific):
-    """`config_class` (InfiMedSFTConfig / InfiMedGRPOConfig) from the stage's common keys, the type-specific
-    `specific` defaults and the stage's `sft:` / `grpo:` block, which wins on conflicts."""
-    import dataclasses
 
-    import torch
+@dataclass(frozen=True)
+class StageType:
+    """What one stage type (`sft`, `grpo`) adds to the shared skeleton of `run_stage`.
 
-    unknown = sorted(set(block) - {f.name for f in dataclasses.fields(config_class)})
-    if unknown:
-        raise ValueError(f"Stage {stage.name!r}: unknown `{block_name}` key(s) {unknown}; they must be "
-                         f"{config_class.__name__} fields (see `infimed.training.{config_class.__name__}`).")
+    Args:
+        config_class: its trainer config (`InfiMedSFTConfig`, `InfiMedGRPOConfig`); a stage's trainer keys are its
+            fields.
+        trainer_class: its trainer, called as `trainer_class(model=, args=, train_dataset=, eval_dataset=,
+            processing_class=, peft_config=)`.
+        config_defaults: `(stage) -> dict` of type-specific trainer defaults; the stage's own keys win over them.
+        build_datasets: `(stage, recipe, processor, args) -> (train, eval or None, summary entries)`.
+        summarise: `(trainer, args) -> dict` of the type's summary figures once training is done.
+    """
+
+    config_class: type
+    trainer_class: type
+    config_defaults: Callable[[Any], dict]
+    build_datasets: Callable[[Any, Any, Any, Any], tuple[Any, Any, dict]]
+    summarise: Callable[[Any, Any], dict]
+
+
+def trainer_config(stage, recipe, stage_type: StageType, output_dir: str):
+    """The stage's trainer config: recipe-wide settings, `STAGE_TRAINER_DEFAULTS`, the type's defaults, then the
+    stage's own trainer keys (which win), type-checked by `infimed.core.config.config_from_dict`."""
+    import torch  # heavy; only to choose bf16 where it is fast and exact enough
+
     cuda = torch.cuda.is_available()
     try:
-        import tensorboard  # noqa: F401
+        import tensorboard  # noqa: F401  (optional: log to TensorBoard when it is installed)
 
         report_to = ["tensorboard"]
     except ImportError:
         report_to = []
-    kwargs = dict(
-        output_dir=output_dir,
-        seed=recipe.seed,
-        num_train_epochs=stage.epochs,
-        max_steps=stage.max_steps,
-        learning_rate=stage.learning_rate,
-        weight_decay=stage.weight_decay,
-        warmup_steps=stage.warmup_ratio,  # a float < 1 is a ratio of the total steps in transformers v5
-        lr_scheduler_type=stage.lr_scheduler_type,
-        per_device_train_batch_size=stage.per_device_train_batch_size,
-        gradient_accumulation_steps=stage.gradient_accumulation_steps,
+    values = {
+        "output_dir": output_dir,
+        "seed": recipe.seed,
         # bf16 only where it is fast and exact enough (CUDA); CPU autocast to bf16 is slower and lossy.
-        bf16=cuda,
-        use_cpu=not cuda,
-        report_to=report_to,
-        **specific,
-    )
-    kwargs.update(block)
-    return config_class(**kwargs)
+        "bf16": cuda,
+        "use_cpu": not cuda,
+        "report_to": report_to,
+        **STAGE_TRAINER_DEFAULTS,
+        **stage_type.config_defaults(stage),
+        **stage.trainer,
+    }
+    return config_from_dict(stage_type.config_class, values, f"stage {stage.name!r}")
 
 
 def last_checkpoint(output_dir: str) -> str | None:
@@ -72,71 +119,27 @@ def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
 
     import infimed  # noqa: F401  (registers the InfiMed Auto classes)
 
-    from .modules import set_trainable
-
     model = AutoModelForImageTextToText.from_pretrained(
         init_model, trust_remote_code=recipe.trust_remote_code, dtype=dtype or torch.float32
     )
     processor = AutoProcessor.from_pretrained(init_model, trust_remote_code=recipe.trust_remote_code)
-    if stage.num_image_tokens is not None:
-        if hasattr(model.config, "num_image_tokens") and hasattr(processor, "num_image_tokens"):
-            # The stage's resolution lives in the config, so the saved checkpoint generates at it by default.
-            model.config.num_image_tokens = stage.num_image_tokens
-            processor.num_image_tokens = stage.num_image_tokens
-        else:
-            warnings.warn(
-                f"Stage {stage.name!r} sets `num_image_tokens` but {type(model).__name__} has no fixed number of "
-                "visual tokens per image (e.g. dynamic-resolution Qwen2.5-VL); the setting is ignored.",
-                stacklevel=2,
-            )
+    set_num_image_tokens(model, processor, stage.num_image_tokens, f"Stage {stage.name!r}")
     counts = set_trainable(model, stage.trainable)
     return model, processor, counts
 
 
-def _load_one(spec, seed):
-    import datasets
-
+def _load_one(spec):
     if spec.hub_id is not None:
-        return datasets.load_dataset(spec.hub_id, spec.config, split=spec.split)
-    path = spec.path
-    is_saved = any(os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json"))
-    if os.path.isdir(path) and not is_saved:
-        # A folder of data files, e.g. the parquet shards `infimed curate` writes. The files are listed explicitly:
-        # `load_dataset(folder)` can return a stale cached copy of an earlier folder of the same name (seen with
-        # datasets 5.2), while the parquet builder keys its cache on each file's path and modification time.
-        files = sorted(glob.glob(os.path.join(path, "**", f"{spec.split}-*.parquet"), recursive=True))
-        files = files or sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
-        if not files:
-            raise ValueError(f"{path} is neither a `save_to_disk` folder nor a folder of parquet files; point the "
-                             "recipe at the output of `infimed curate` or `infimed demo-data`.")
-        return datasets.load_dataset("parquet", data_files=files, split="train")
-    if os.path.isdir(path):
-        loaded = datasets.load_from_disk(path)
-        if isinstance(loaded, datasets.DatasetDict):
-            if spec.split not in loaded:
-                raise ValueError(f"{path} has splits {list(loaded)}, not {spec.split!r}.")
-            return loaded[spec.split]
-        return loaded
-    if not os.path.exists(path):
-        raise ValueError(f"Dataset path {path!r} does not exist. Create the demo data with `infimed demo-data "
-                         f"--output {path}` or point the recipe at your data.")
-    ext = os.path.splitext(path)[1].lstrip(".")
-    builder = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}.get(ext)
-    if builder is None:
-        raise ValueError(f"Unsupported data file {path!r}: use a `save_to_disk` folder, .jsonl/.json, .parquet or .csv.")
-    return datasets.load_dataset(builder, data_files=path, split="train")
+        return load_hub(spec.hub_id, spec.config, spec.split)
+    return load_local(spec.path, spec.split)
 
 
 def _training_columns(dataset):
     """Keep the columns training reads; images stay undecoded so mixing never decodes (or chokes on) them."""
-    import datasets
-
-    keep = [c for c in ("id", "images", "messages", "prompt", "completion", "answer", "kind", "options", "question")
-            if c in dataset.column_names]
-    dataset = dataset.select_columns(keep)
+    dataset = dataset.select_columns([c for c in _TRAINING_COLUMNS if c in dataset.column_names])
     if "images" not in dataset.column_names:
         dataset = dataset.add_column("images", [[] for _ in range(len(dataset))])
-    return dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    return as_image_list(dataset, "images")
 
 
 def _where(dataset, where: dict | None, label: str):
@@ -154,9 +157,7 @@ def _where(dataset, where: dict | None, label: str):
 
 def load_stage_datasets(specs, seed: int):
     """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`."""
-    from infimed.data.mixing import MixSource, mix_sources
-
-    loaded = [_training_columns(_where(_load_one(spec, seed), spec.where, spec.label)) for spec in specs]
+    loaded = [_training_columns(_where(_load_one(spec), spec.where, spec.label)) for spec in specs]
     # Sources are concatenated, so they keep only the columns they all have (`images` is added where missing).
     common = set.intersection(*(set(d.column_names) for d in loaded))
     sources = []
@@ -176,7 +177,7 @@ def load_stage_datasets(specs, seed: int):
 
 def lora_config(spec, trainable):
     """A PEFT `LoraConfig` for the LLM; other trainable groups (e.g. the projector) train fully as modules_to_save."""
-    from peft import LoraConfig
+    from peft import LoraConfig  # optional dependency: only LoRA stages need it
 
     modules_to_save = []
     if "projector" in trainable:
@@ -196,13 +197,33 @@ def save_stage_output(model, processor, output_dir: str) -> None:
     processor.save_pretrained(output_dir)
 
 
-def push_stage_output(output_dir: str, repo_id: str) -> str:
-    """Upload the stage checkpoint with `infimed.hub.push_model`."""
-    try:
-        from infimed.hub import push_model
-    except ImportError as err:
-        raise ValueError(
-            f"`push_to_hub: {repo_id}` needs `infimed.hub.push_model`, which cannot be imported ({err}). Remove "
-            "`push_to_hub` from the stage, or upload later with `infimed push-model`."
-        ) from err
-    return push_model(output_dir, repo_id=repo_id)
+def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir: str, resume: bool) -> dict:
+    """Train one stage from `init_model`; write a full checkpoint to `output_dir`; return its (JSON-able) summary."""
+    from transformers import set_seed
+
+    start = time.time()
+    set_seed(recipe.seed)
+    model, processor, trainable = load_stage_model(init_model, stage, recipe)
+    args = trainer_config(stage, recipe, stage_type, output_dir)
+    train_dataset, eval_dataset, data_summary = stage_type.build_datasets(stage, recipe, processor, args)
+    peft_config = lora_config(stage.lora, stage.trainable) if stage.lora is not None else None
+    trainer = stage_type.trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                       processing_class=processor, peft_config=peft_config)
+    checkpoint = last_checkpoint(output_dir) if resume else None
+    if checkpoint:
+        logger.info("Stage %s resumes from %s", stage.name, checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    save_stage_output(trainer.model, processor, output_dir)
+    return {
+        "steps": trainer.state.global_step,
+        "seconds": round(time.time() - start, 2),
+        "train_loss": result.training_loss,
+        **stage_type.summarise(trainer, args),
+        "num_image_tokens": getattr(model.config, "num_image_tokens", None),
+        "trainable": stage.trainable,
+        "trainable_parameters": trainable,
+        "lora": dataclasses.asdict(stage.lora) if stage.lora is not None else None,
+        **data_summary,
+        "resumed_from": checkpoint,
+        "log_history": trainer.state.log_history,
+    }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_arguments", "main"]
+from infimed.hub import push_model
+
+__all__ = ["add_arguments", "main", "push_if_asked"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="Skip finished stages and resume an interrupted one from its last checkpoint.")
     parser.add_argument("--output", default=None, help="Output folder; overrides the recipe's `output_dir`.")
+
+
+def push_if_asked(spec, summary: dict) -> dict:
+    """Upload a finished stage that sets `push_to_hub: ORG/NAME` (with `infimed.hub.push_model`); its summary entry."""
+    if not spec.push_to_hub:
+        return {}
+    return {"pushed_to": push_model(summary["output_dir"], repo_id=spec.push_to_hub)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     os.makedirs(output_dir, exist_ok=True)
     if os.path.abspath(args.recipe) != os.path.abspath(os.path.join(output_dir, "recipe.yaml")):
         shutil.copyfile(args.recipe, os.path.join(output_dir, "recipe.yaml"))
-    summary = run_recipe(recipe, output_dir=args.output, stage=args.stage, resume=args.resume)
+    summary = run_recipe(recipe, output_dir=args.output, stage=args.stage, resume=args.resume,
+                         after_stage=push_if_asked)
     short = {name: {k: s.get(k) for k in ("steps", "seconds", "final_loss", "packing_efficiency", "dropped")}
              for name, s in summary["stages"].items()}
     print(json.dumps({"output_dir": summary["output_dir"], "stages": short}, indent=2))
