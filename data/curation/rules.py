@@ -222,7 +222,8 @@ def _answer_content_checks(row: dict, turns: list, no_final_turn: bool, rules: A
             checks["answer_leak"] = 0.0
         norm_answer, norm_question = " ".join(answer.lower().split()), " ".join(question.lower().split())
         # "Is it bright or dark?" offers its answer by design; only questions without alternatives can leak it.
-        leakable = kind == QuestionKind.OPEN and len(norm_answer) >= rules.min_leak_chars and " or " not in norm_question
+        long_enough = len(norm_answer) >= rules.min_leak_chars
+        leakable = kind == QuestionKind.OPEN and long_enough and " or " not in norm_question
         if leakable and re.search(rf"\b{re.escape(norm_answer)}\b", norm_question):
             checks["answer_in_question"] = SOFT_ISSUE_SCORE
     multi_turn = sum(1 for role, _ in turns if role == "assistant") > 1
