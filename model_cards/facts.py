@@ -14,6 +14,8 @@ import yaml
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import safe_open
 
+from infimed.core.parameter_groups import MODULE_GROUPS, module_group
+
 __all__ = [
     "checkpoint_facts",
     "eval_facts",
@@ -23,15 +25,10 @@ __all__ = [
     "recipe_facts",
 ]
 
-# Parameter groups of the transformers v5 VLM layout (`model.model.<part>`, `model.lm_head`), in card order.
-PARAMETER_GROUPS = (
-    ("vision encoder", "model.vision_tower."),
-    ("projector", "model.multi_modal_projector."),
-    ("projector", "model.visual.merger."),  # Qwen2.5-VL: the patch merger is its projector
-    ("vision encoder", "model.visual."),
-    ("language model", "model.language_model."),
-    ("LM head (untied)", "lm_head."),
-)
+# Card rows of the parameter groups (`infimed.core.parameter_groups`), in card order; the LM head gets its own row
+# (its weights are saved only when untied from the input embeddings).
+CARD_GROUPS = {"vision": "vision encoder", "projector": "projector", "llm": "language model"}
+LM_HEAD_ROW, LM_HEAD_PREFIX = "LM head (untied)", "lm_head."
 # Below this many parameters a checkpoint is a test/demo model, and the card says its outputs mean nothing.
 TOY_MODEL_MAX_PARAMETERS = 50_000_000
 
@@ -65,14 +62,14 @@ def _parameter_counts(model_dir: Path) -> dict[str, int]:
     index = model_dir / "model.safetensors.index.json"
     shards = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else (
         ["model.safetensors"] if (model_dir / "model.safetensors").is_file() else [])
-    counts = {name: 0 for name, _ in PARAMETER_GROUPS}  # dict keeps the first-seen order of the group names
-    counts["other"] = total = 0
+    counts = {**{row: 0 for row in CARD_GROUPS.values()}, LM_HEAD_ROW: 0, "other": 0}
+    total = 0
     for shard in shards:
         for name, shape in _safetensors_shapes(model_dir / shard).items():
             n = math.prod(shape)
             total += n
-            group = next((g for g, prefix in PARAMETER_GROUPS if name.startswith(prefix)), "other")
-            counts[group] += n
+            row = LM_HEAD_ROW if name.startswith(LM_HEAD_PREFIX) else CARD_GROUPS.get(module_group(name), "other")
+            counts[row] += n
     counts["total"] = total
     return counts
 
@@ -205,7 +202,7 @@ def recipe_facts(recipe_path: str | Path, summary: dict[str, dict] | None = None
                              if isinstance(d, dict) and is_hub_id(d.get("hub_id"))],
             "num_image_tokens": stage.get("num_image_tokens", "checkpoint default"),
             "trainable": ", ".join(trainable),
-            "frozen": ", ".join(m for m in ("vision", "projector", "llm") if m not in trainable) or "none",
+            "frozen": ", ".join(m for m in MODULE_GROUPS if m not in trainable) or "none",
             "lora": bool(stage.get("lora")),
             "max_length": stage.get("max_length"),
             "length": (f"{stage['max_steps']} steps" if (stage.get("max_steps") or 0) > 0

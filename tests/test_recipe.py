@@ -8,7 +8,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from infimed.training.modules import module_group, set_trainable
+from infimed.core.parameter_groups import module_group
+from infimed.training.modules import set_trainable
 from infimed.training.recipe import load_recipe, recipe_from_dict, run_recipe
 from test_sft import make_vqa_dataset
 

@@ -21,7 +21,6 @@ _EXPORTS = {
     "InfiMedSFTConfig": "sft_config",
     "InfiMedSFTTrainer": "sft_trainer",
     "set_trainable": "modules",
-    "MODULE_GROUPS": "modules",
     "STAGE_TYPES": "recipe",
     "StageType": "stages",
     "run_stage": "stages",

@@ -3,33 +3,16 @@
     set_trainable(model, ["projector"])            # alignment: only the projector learns
     set_trainable(model, ["projector", "llm"])     # InfiMed-Foundation's stages: the vision encoder stays frozen
 
-Groups are found by parameter-name prefix, for InfiMed (`model.vision_tower`, `model.multi_modal_projector`,
-`model.language_model` + `lm_head`) and for the Qwen2-VL family (`model.visual`, whose `merger` is the projector).
+Groups are found by parameter-name prefix (`infimed.core.parameter_groups`, the one table), for InfiMed
+(`model.vision_tower`, `model.multi_modal_projector`, `model.language_model` + `lm_head`) and for the Qwen2-VL family
+(`model.visual`, whose `merger` is the projector).
 """
 
 from __future__ import annotations
 
-__all__ = ["MODULE_GROUPS", "module_group", "set_trainable"]
+from infimed.core.parameter_groups import MODULE_GROUPS, module_group
 
-MODULE_GROUPS = ("vision", "projector", "llm")
-
-# Checked in order, so the more specific projector prefixes win over the vision tower that contains Qwen's merger.
-_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("projector", "model.multi_modal_projector."),
-    ("projector", "model.visual.merger."),
-    ("vision", "model.vision_tower."),
-    ("vision", "model.visual."),
-    ("llm", "model.language_model."),
-    ("llm", "lm_head."),
-)
-
-
-def module_group(parameter_name: str) -> str | None:
-    """The group (`vision`, `projector`, `llm`) a parameter belongs to, or `None` if no rule matches."""
-    for group, prefix in _PREFIXES:
-        if parameter_name.startswith(prefix):
-            return group
-    return None
+__all__ = ["set_trainable"]
 
 
 def set_trainable(model, groups) -> dict[str, int]:

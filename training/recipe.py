@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from infimed.core.config import ConfigError, config_from_dict, load_yaml
+from infimed.core.parameter_groups import MODULE_GROUPS
 from infimed.modeling.composition import init_checkpoint
 from infimed.modeling.presets import PRESETS
 
 from .grpo_stage import GRPO_STAGE
-from .modules import MODULE_GROUPS
 from .sft_stage import SFT_STAGE
 from .stages import StageType, run_stage, trainer_config
 
