@@ -8,6 +8,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from infimed.core.config import ConfigError
 from infimed.core.parameter_groups import module_group
 from infimed.training.modules import set_trainable
 from infimed.training.recipe import load_recipe, recipe_from_dict, run_recipe
@@ -65,6 +66,19 @@ def test_validation_errors_name_the_problem(monkeypatch):
     recipe = recipe_from_dict({**base, "stages": [_stage("a", datasets=[{"path": "${MY_DATA}/x"},
                                                                           {"path": "${UNSET_VAR_X:-fallback}"}])]})
     assert [d.path for d in recipe.stages[0].datasets] == ["/data/here/x", "fallback"]
+
+
+def test_every_stage_is_checked_at_load_with_typed_errors():
+    base = {"model": "tiny", "stages": [_stage("a")]}
+    with pytest.raises(ConfigError, match=r"stage 'a'\.max_steps: expected int, got '3' \(str\)"):
+        recipe_from_dict({**base, "stages": [_stage("a", max_steps="3")]})
+    with pytest.raises(ConfigError, match=r"recipe\.stages: expected a YAML list"):
+        recipe_from_dict({**base, "stages": {"a": _stage("a")}})
+    grpo = _stage("b", type="grpo", num_generation=4)
+    with pytest.raises(ConfigError, match=r"stage 'b': unknown key\(s\) \['num_generation'\].*num_generations"):
+        recipe_from_dict({**base, "stages": [_stage("a"), grpo]})  # a later stage fails before anything runs
+    with pytest.raises(ConfigError, match=r"stage 'a'\.lora\.r: expected int"):
+        recipe_from_dict({**base, "stages": [_stage("a", lora={"r": 4.5})]})
 
 
 def test_shipped_recipes_parse():

@@ -131,20 +131,20 @@ class StageSpec:
     )
 
     def __post_init__(self):
+        # Messages leave out the stage: `config_from_dict` prefixes them with `stage '<name>'`.
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name or ""):
-            raise ValueError(f"Stage name {self.name!r} must be a plain folder name (letters, digits, `_.-`).")
+            raise ValueError(f"`name` {self.name!r} must be a plain folder name (letters, digits, `_.-`).")
         if self.type not in STAGE_TYPES:
-            raise ValueError(f"Stage {self.name!r}: unknown type {self.type!r}; choose from {sorted(STAGE_TYPES)}.")
+            raise ValueError(f"unknown type {self.type!r}; choose from {sorted(STAGE_TYPES)}.")
         if not self.datasets:
-            raise ValueError(f"Stage {self.name!r} has no `datasets`.")
+            raise ValueError("no `datasets`: list the sources of the stage's data.")
         bad = sorted(set(self.trainable) - set(MODULE_GROUPS))
         if bad or not self.trainable:
-            raise ValueError(f"Stage {self.name!r}: `trainable` must list some of {list(MODULE_GROUPS)}, got "
-                             f"{self.trainable}.")
+            raise ValueError(f"`trainable` must list some of {list(MODULE_GROUPS)}, got {self.trainable}.")
         if self.num_image_tokens is not None and self.num_image_tokens < 1:
-            raise ValueError(f"Stage {self.name!r}: `num_image_tokens` must be positive, got {self.num_image_tokens}.")
+            raise ValueError(f"`num_image_tokens` must be positive, got {self.num_image_tokens}.")
         if self.push_to_hub is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.push_to_hub):
-            raise ValueError(f"Stage {self.name!r}: `push_to_hub` must look like `ORG/NAME`, got {self.push_to_hub!r}.")
+            raise ValueError(f"`push_to_hub` must look like `ORG/NAME`, got {self.push_to_hub!r}.")
 
 
 @dataclass
