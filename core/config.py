@@ -248,6 +248,8 @@ class ConfigParser(HfArgumentParser):
         before = len(self._actions)
         self._parse_dataclass_field(self, field_for_hf)
         for action in self._actions[before:]:
+            if action.dest != dest and action.nargs != 0 and action.choices is None:
+                action.metavar = flag.upper()  # `BATCH_SIZE`, not the nested dest `GENERATION.BATCH_SIZE`
             action.dest = dest
             action.default = argparse.SUPPRESS
             action.required = required and not has_default

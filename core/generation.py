@@ -18,7 +18,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["generate_batch", "stop_token_ids"]
+import infimed
+
+__all__ = ["generate_batch", "load_for_generation", "stop_token_ids"]
+
+
+def load_for_generation(name_or_path: str, device: str | None = None):
+    """``(model, processor)`` of a checkpoint folder or Hub id, in eval mode on ``device`` (default: cuda when
+    available), bfloat16 on GPU and float32 on CPU (bf16 matmuls are slow there)."""
+    import torch  # heavy: only callers that actually generate pay for it
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    infimed.register()  # InfiMed checkpoints load through the Auto classes, without remote code
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=dtype).to(device).eval()
+    return model, AutoProcessor.from_pretrained(name_or_path)
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:

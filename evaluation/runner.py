@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infimed.core.endpoints import EndpointConfig, make_client
+from infimed.core.generation import load_for_generation
 from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
 from .benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names
@@ -134,19 +135,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _load_model(config: EvalConfig):
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    import infimed  # noqa: F401  (registers InfiMed with the Auto classes)
-
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32  # fp32 on CPU: bf16 matmuls are slow there
-    model = AutoModelForImageTextToText.from_pretrained(config.model, dtype=dtype).to(device).eval()
-    processor = AutoProcessor.from_pretrained(config.model)
-    return model, processor
-
-
 def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None, judge_client: Any = None) -> dict:
     """Run ``config`` and write the outputs; returns the ``results.json`` content.
 
@@ -160,7 +148,7 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
     output.mkdir(parents=True, exist_ok=True)
     given = read_predictions(config.predictions) if config.predictions else None
     if given is None and model is None:
-        model, processor = _load_model(config)
+        model, processor = load_for_generation(config.model, config.device)
     if given is None:
         from transformers import set_seed
 

@@ -5,31 +5,43 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
 
-__all__ = ["add_arguments", "main"]
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.model_cards import render_model_card, write_model_card
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="Checkpoint folder; the card is written to MODEL/README.md.")
-    parser.add_argument("--eval-results", default=None, help="results.json written by `infimed eval`.")
-    parser.add_argument("--recipe", default=None, help="Recipe YAML that trained the checkpoint.")
-    parser.add_argument("--recipe-summary", default=None,
-                        help="recipe_summary.json of the run (default: found next to or above --model).")
-    parser.add_argument("--repo-id", default=None, help="Hub id the card will live under (used in the example).")
-    parser.add_argument("--model-name", default=None, help="Card title (default: repo name, else folder name).")
-    parser.add_argument("--license", default="apache-2.0", help="Licence id for the metadata (default apache-2.0).")
-    parser.add_argument("--base-model", action="append", default=None, help="Base model Hub id (repeatable).")
-    parser.add_argument("--dataset", action="append", default=None, help="Training dataset Hub id (repeatable).")
-    parser.add_argument("--stdout", action="store_true", help="Print the card instead of writing README.md.")
+__all__ = ["CardArguments", "add_arguments", "main"]
 
 
-def main(args: argparse.Namespace) -> int:
+@dataclass
+class CardArguments:
+    model: str = field(metadata={"help": "Checkpoint folder; the card is written to MODEL/README.md."})
+    eval_results: str | None = field(default=None, metadata={"help": "results.json written by `infimed eval`."})
+    recipe: str | None = field(default=None, metadata={"help": "Recipe YAML that trained the checkpoint."})
+    recipe_summary: str | None = field(
+        default=None, metadata={"help": "recipe_summary.json of the run (default: found next to or above --model)."}
+    )
+    repo_id: str | None = field(
+        default=None, metadata={"help": "Hub id the card will live under (used in the example)."}
+    )
+    model_name: str | None = field(
+        default=None, metadata={"help": "Card title (default: repo name, else folder name)."}
+    )
+    license: str = field(default="apache-2.0", metadata={"help": "Licence id for the metadata."})
+    base_model: list[str] | None = field(default=None, metadata={"help": "Base model Hub id (repeatable)."})
+    dataset: list[str] | None = field(default=None, metadata={"help": "Training dataset Hub id (repeatable)."})
+    stdout: bool = field(default=False, metadata={"help": "Print the card instead of writing README.md."})
+
+
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(CardArguments)
+
+
+def main(namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from infimed.model_cards import render_model_card, write_model_card
-
+    args = config_from_args(CardArguments, namespace)
     kwargs = dict(eval_results=args.eval_results, recipe=args.recipe, recipe_summary=args.recipe_summary,
                   repo_id=args.repo_id, model_name=args.model_name, license=args.license,
                   base_model=args.base_model, datasets=args.dataset)

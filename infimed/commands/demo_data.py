@@ -6,36 +6,27 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 
-__all__ = ["add_arguments", "main"]
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.data.demo import DemoDataConfig, save_demo_dataset
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from infimed.data.demo import DemoDataConfig
-
-    defaults = DemoDataConfig.__dataclass_fields__
-
-    def help_of(name: str) -> str:
-        return f"{defaults[name].metadata['help']} (default: {defaults[name].default})"
-
-    parser.add_argument("--output", required=True, help="Directory for the DatasetDict (load with load_from_disk).")
-    parser.add_argument("--num-samples", type=int, default=defaults["num_samples"].default, help=help_of("num_samples"))
-    parser.add_argument("--num-eval", type=int, default=defaults["num_eval"].default, help=help_of("num_eval"))
-    parser.add_argument("--seed", type=int, default=defaults["seed"].default, help=help_of("seed"))
-    parser.add_argument(
-        "--corrupted-per-reason", type=int, default=defaults["corrupted_per_reason"].default,
-        help=help_of("corrupted_per_reason"),
-    )
+__all__ = ["DemoDataArguments", "add_arguments", "main"]
 
 
-def main(args: argparse.Namespace) -> int:
-    from infimed.data.demo import DemoDataConfig, save_demo_dataset
+@dataclass
+class DemoDataArguments:
+    output: str = field(metadata={"help": "Directory for the DatasetDict (load with load_from_disk)."})
 
-    config = DemoDataConfig(
-        num_samples=args.num_samples, num_eval=args.num_eval, seed=args.seed,
-        corrupted_per_reason=args.corrupted_per_reason,
-    )
+
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(DemoDataArguments)
+    parser.add_config_arguments(DemoDataConfig)
+
+
+def main(namespace) -> int:
+    args = config_from_args(DemoDataArguments, namespace)
+    config = config_from_args(DemoDataConfig, namespace)
     info = save_demo_dataset(config, args.output)
     splits = ", ".join(f"{name} {n}" for name, n in info["splits"].items())
     corrupted = ", ".join(f"{reason} {n}" for reason, n in info["corrupted"].items()) or "none"

@@ -7,29 +7,42 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["add_arguments", "main"]
+import torch
 
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.modeling.composition import init_checkpoint
+from infimed.modeling.presets import count_parameters
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="tiny", help="tiny | infimed-foundation-1.7b | infimed-foundation-4b")
-    parser.add_argument("--output", required=True, help="Folder to write the checkpoint to.")
-    parser.add_argument("--vision-model", default=None, help="Pretrained vision encoder (Hub id or local path).")
-    parser.add_argument("--language-model", default=None, help="Pretrained causal LM (Hub id or local path).")
-    parser.add_argument("--num-image-tokens", type=int, default=None, help="Visual tokens per image (square).")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--seed", type=int, default=0, help="Seed for the new (projector or random) weights.")
-    parser.add_argument("--print-parameters", action="store_true", help="Print parameter counts of the preset.")
+__all__ = ["InitArguments", "add_arguments", "main"]
 
 
-def main(args: argparse.Namespace) -> int:
-    import torch
+@dataclass
+class InitArguments:
+    output: str = field(metadata={"help": "Folder to write the checkpoint to."})
+    preset: str = field(default="tiny", metadata={"help": "tiny | infimed-foundation-1.7b | infimed-foundation-4b"})
+    vision_model: str | None = field(
+        default=None, metadata={"help": "Pretrained vision encoder (Hub id or local path)."}
+    )
+    language_model: str | None = field(default=None, metadata={"help": "Pretrained causal LM (Hub id or local path)."})
+    num_image_tokens: int | None = field(default=None, metadata={"help": "Visual tokens per image (square)."})
+    # float32: the tiny preset trains on CPU, where bf16 matmuls are slow; pass bfloat16 for the real presets on GPU
+    dtype: Literal["float32", "bfloat16", "float16"] = field(
+        default="float32", metadata={"help": "Weight dtype of the written checkpoint."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for the new (projector or random) weights."})
+    print_parameters: bool = field(default=False, metadata={"help": "Print parameter counts of the preset."})
 
-    from infimed.modeling.composition import init_checkpoint
-    from infimed.modeling.presets import count_parameters
 
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(InitArguments)
+
+
+def main(namespace) -> int:
+    args = config_from_args(InitArguments, namespace)
     if args.print_parameters:
         print(json.dumps({args.preset: count_parameters(args.preset)}, indent=2))
     path = init_checkpoint(

@@ -6,26 +6,34 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["add_arguments", "main"]
+from huggingface_hub.errors import HfHubHTTPError
+
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.hub import pull
+
+__all__ = ["PullArguments", "add_arguments", "main"]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("repo", help="Repo id, ORG/NAME.")
-    parser.add_argument("--local-dir", required=True, help="Folder to download into (created if missing).")
-    parser.add_argument("--revision", default=None, help="Branch, tag or commit (default: main).")
-    parser.add_argument("--repo-type", default="model", choices=["model", "dataset"], help="Kind of repo.")
+@dataclass
+class PullArguments:
+    repo: str = field(metadata={"help": "Repo id, ORG/NAME.", "positional": True})
+    local_dir: str = field(metadata={"help": "Folder to download into (created if missing)."})
+    revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit (default: main)."})
+    repo_type: Literal["model", "dataset"] = field(default="model", metadata={"help": "Kind of repo."})
 
 
-def main(args: argparse.Namespace) -> int:
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(PullArguments)
+
+
+def main(namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from infimed.hub import pull
-
+    args = config_from_args(PullArguments, namespace)
     try:
         path = pull(args.repo, args.local_dir, revision=args.revision, repo_type=args.repo_type)
     except (HfHubHTTPError, ValueError) as err:  # not found / no access / bad revision: one clear line, no traceback

@@ -8,35 +8,48 @@ Load it back with `datasets.load_dataset("my-org/infimed-curated")`. The token c
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
 
-__all__ = ["add_arguments", "main"]
+from huggingface_hub.errors import HfHubHTTPError
 
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.hub import push_dataset
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="Folder written by `infimed curate --output DIR`.")
-    parser.add_argument("--repo", required=True, help="Target dataset repo, ORG/NAME; created if missing.")
-    parser.add_argument("--private", action="store_true", help="Create the repo as private (ignored if it exists).")
-    parser.add_argument("--revision", default=None, help="Branch to commit to (created from main if missing).")
-    parser.add_argument("--commit-message", default=None, help="Commit summary (default names the folder).")
+__all__ = ["PushArguments", "add_arguments", "main", "report_push"]
 
 
-def main(args: argparse.Namespace) -> int:
+@dataclass
+class PushArguments:
+    """What to upload where; `infimed push-model` adds `--dry-run`."""
+
+    folder: str = field(metadata={"help": "Folder written by `infimed curate --output DIR`.", "positional": True})
+    repo: str = field(metadata={"help": "Target repo, ORG/NAME; created if missing."})
+    private: bool = field(default=False, metadata={"help": "Create the repo as private (ignored if it exists)."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to commit to (created from main if missing)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit summary (default names the folder)."})
+
+
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(PushArguments)
+
+
+def report_push(upload, args: PushArguments, what: str) -> int:
+    """Run ``upload(folder, repo, ...)``; print the URL, or one error line (no traceback) and return 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from infimed.hub import push_dataset
-
     try:
-        url = push_dataset(args.folder, args.repo, private=args.private, revision=args.revision,
-                           commit_message=args.commit_message)
+        url = upload(args.folder, args.repo, private=args.private, revision=args.revision,
+                     commit_message=args.commit_message)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except HfHubHTTPError as err:  # no access to the namespace, bad token, server error
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
-    print(f"Pushed {args.folder} to dataset {args.repo}: {url}")
+    print(f"Pushed {args.folder} to {what}{args.repo}: {url}")
     return 0
+
+
+def main(namespace) -> int:
+    return report_push(push_dataset, config_from_args(PushArguments, namespace), "dataset ")

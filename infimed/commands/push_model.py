@@ -8,47 +8,41 @@ The token comes from `HF_TOKEN` or `hf auth login`; it is never printed or writt
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
+from dataclasses import dataclass, field
 
-__all__ = ["add_arguments", "main"]
+from infimed.core.config import ConfigParser, config_from_args
+from infimed.hub import check_model_folder, push_model
+from infimed.hub.checks import MODEL_FILE_PATTERNS, select_files
 
+from .push_dataset import PushArguments, report_push
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="Checkpoint folder written by save_pretrained (model + processor).")
-    parser.add_argument("--repo", required=True, help="Target model repo, ORG/NAME; created if missing.")
-    parser.add_argument("--private", action="store_true", help="Create the repo as private (ignored if it exists).")
-    parser.add_argument("--revision", default=None, help="Branch to commit to (created from main if missing).")
-    parser.add_argument("--commit-message", default=None, help="Commit summary (default names the folder).")
-    parser.add_argument("--dry-run", action="store_true", help="Run the checks and list the files; upload nothing.")
+__all__ = ["PushModelArguments", "add_arguments", "main"]
 
 
-def main(args: argparse.Namespace) -> int:
+@dataclass
+class PushModelArguments(PushArguments):
+    folder: str = field(
+        metadata={"help": "Checkpoint folder written by save_pretrained (model + processor).", "positional": True}
+    )
+    dry_run: bool = field(default=False, metadata={"help": "Run the checks and list the files; upload nothing."})
+
+
+def add_arguments(parser: ConfigParser) -> None:
+    parser.add_config_arguments(PushModelArguments)
+
+
+def main(namespace) -> int:
+    args = config_from_args(PushModelArguments, namespace)
+    if not args.dry_run:
+        return report_push(push_model, args, "")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from infimed.hub import check_model_folder, push_model
-    from infimed.hub.checks import MODEL_FILE_PATTERNS, select_files
-
-    if args.dry_run:
-        problems = check_model_folder(args.folder)
-        for problem in problems:
-            print(f"problem: {problem}")
-        files, skipped = select_files(args.folder, MODEL_FILE_PATTERNS) if not problems else ([], [])
-        for rel in files:
-            print(f"would upload: {rel}")
-        for rel in skipped:
-            print(f"would skip: {rel}")
-        return 1 if problems else 0
-    try:
-        url = push_model(args.folder, args.repo, private=args.private, revision=args.revision,
-                         commit_message=args.commit_message)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except HfHubHTTPError as err:  # no access to the namespace, bad token, server error
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
-    print(f"Pushed {args.folder} to {args.repo}: {url}")
-    return 0
+    problems = check_model_folder(args.folder)
+    for problem in problems:
+        print(f"problem: {problem}")
+    files, skipped = select_files(args.folder, MODEL_FILE_PATTERNS) if not problems else ([], [])
+    for rel in files:
+        print(f"would upload: {rel}")
+    for rel in skipped:
+        print(f"would skip: {rel}")
+    return 1 if problems else 0
