@@ -6,7 +6,11 @@ import threading
 import pytest
 from openai_stub import OpenAIStub, last_user_text, scripted
 
+from infimed.core.config import ConfigError, config_from_dict
+from infimed.core.endpoints import EndpointConfig, make_client
 from infimed.core.llm_client import ChatResult, LocalChatClient, OpenAIChatClient, cache_key, image_part
+from infimed.data.curation.config import JudgeConfig
+from infimed.training.cot_synthesis import CoTTeacherConfig
 
 
 def _req(text):
@@ -157,3 +161,19 @@ def test_cache_key_of_inline_images():
     assert cache_key("m", msg(red), {}) == cache_key("m", msg(red.copy()), {})
     assert cache_key("m", msg(red), {}) != cache_key("m", msg(blue), {})
     assert cache_key("m", msg(b"\x00"), {}) != cache_key("m", msg(b"\x01"), {})
+
+
+def test_endpoint_config_and_factory(tmp_path):
+    config = config_from_dict(EndpointConfig, {"base_url": "http://x/v1", "model": "m", "temperature": 0}, "judge")
+    client = make_client(config, cache_dir=tmp_path)
+    assert isinstance(client, OpenAIChatClient) and client.cache.root == tmp_path
+    assert client.identity()["params"] == {"temperature": 0.0}  # an unset max_tokens is not sent
+    # roles differ only in defaults: a greedy curation judge, a sampling CoT teacher
+    assert (JudgeConfig().temperature, JudgeConfig().max_tokens) == (0.0, 128)
+    teacher = CoTTeacherConfig(kind="local", model="m")
+    assert (teacher.temperature, teacher.max_tokens, teacher.timeout, teacher.trust_remote_code) == (0.7, 1024, 120.0,
+                                                                                                     False)
+    with pytest.raises(ValueError, match="`judge.base_url` is required"):
+        EndpointConfig(model="m").check("judge")
+    with pytest.raises(ConfigError, match="judge.kind: expected one of 'openai', 'local', got 'vllm'"):
+        config_from_dict(EndpointConfig, {"kind": "vllm"}, "judge")
