@@ -19,7 +19,7 @@ RECIPE = {
     "stages": [
         {"name": "pretrain", "type": "sft", "datasets": [{"path": "demo-output/curated", "split": "train",
                                                           "weight": 1.0}],
-         "num_image_tokens": 16, "trainable": ["projector", "llm"], "max_length": 512, "epochs": 1,
+         "num_image_tokens": 16, "trainable": ["projector", "llm"], "max_length": 512, "num_train_epochs": 1,
          "learning_rate": 1.0e-3},
         {"name": "sft-1", "type": "sft", "datasets": [{"hub_id": "my-org/medical-vqa", "split": "train", "count": 124},
                                                        {"path": "demo-output/general", "count": 18}],

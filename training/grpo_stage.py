@@ -193,10 +193,5 @@ def _summarise(trainer, args) -> dict:
     }
 
 
-GRPO_STAGE = StageType(
-    config_class=InfiMedGRPOConfig,
-    trainer_class=InfiMedGRPOTrainer,
-    config_defaults=_config_defaults,
-    build_datasets=_datasets,
-    summarise=_summarise,
-)
+GRPO_STAGE = StageType(config_class=InfiMedGRPOConfig, trainer_class=InfiMedGRPOTrainer,
+                       config_defaults=_config_defaults, build_datasets=_datasets, summarise=_summarise)

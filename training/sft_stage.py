@@ -39,10 +39,5 @@ def _summarise(trainer, args) -> dict:
     }
 
 
-SFT_STAGE = StageType(
-    config_class=InfiMedSFTConfig,
-    trainer_class=InfiMedSFTTrainer,
-    config_defaults=_config_defaults,
-    build_datasets=_datasets,
-    summarise=_summarise,
-)
+SFT_STAGE = StageType(config_class=InfiMedSFTConfig, trainer_class=InfiMedSFTTrainer,
+                      config_defaults=_config_defaults, build_datasets=_datasets, summarise=_summarise)
