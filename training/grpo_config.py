@@ -34,9 +34,9 @@ class InfiMedGRPOConfig(GRPOConfig):
             Appended to the last user turn when prompts are built from a `messages` column, asking for the
             `<think>...</think><answer>...</answer>` layout the format reward checks. Empty string: append nothing.
         num_image_tokens (`int` or `None`, *optional*, defaults to `None`):
-            Visual tokens per image for InfiMed models, used by the processor and by every model call (policy and
-            reference); `None` keeps the processor's value. Ignored, with a warning, for models without it
-            (e.g. Qwen2.5-VL, whose token count follows the image resolution).
+            Visual tokens per image for InfiMed models, set once on the model config (which every policy and
+            reference call falls back to) and on the processor; `None` keeps the model's value. Ignored, with a
+            warning, for models without it (e.g. Qwen2.5-VL, whose token count follows the image resolution).
     """
 
     reward_funcs: list[str] = field(
@@ -54,7 +54,7 @@ class InfiMedGRPOConfig(GRPOConfig):
         metadata={"help": "Appended to the last user turn of `messages` prompts; '' appends nothing."},
     )
     num_image_tokens: int | None = field(
-        default=None, metadata={"help": "Visual tokens per image (InfiMed models); None keeps the processor's."}
+        default=None, metadata={"help": "Visual tokens per image (InfiMed models); None keeps the model's."}
     )
     strict_data: bool = field(
         default=False,

@@ -78,7 +78,7 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     columns = set(dataset.column_names)
     for i in range(len(dataset)):
         row = prompts[i]
-        reason = _drop_reason(row, columns, needs_gold, SCORED_KINDS, score_answer, load_image)
+        reason = _drop_reason(row, columns, needs_gold)
         if reason is None and budget is not None:
             text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
             length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -102,7 +102,7 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     return kept, dict(dropped), dict(examples)
 
 
-def _drop_reason(row, columns, needs_gold, scored_kinds, score_answer, load_image) -> str | None:
+def _drop_reason(row, columns, needs_gold: bool) -> str | None:
     prompt = row["prompt"]
     has_user, placeholders = _user_turns_and_placeholders(prompt)
     if not has_user:
@@ -121,7 +121,7 @@ def _drop_reason(row, columns, needs_gold, scored_kinds, score_answer, load_imag
         if "answer" not in columns:
             return "empty_answer"
         kind = row.get("kind") or "open"
-        if kind not in scored_kinds:
+        if kind not in SCORED_KINDS:
             return "not_verifiable"
         options = list(row.get("options") or []) or None
         try:
