@@ -10,7 +10,7 @@ training resumes from its last checkpoint):
     1 data      infimed demo-data            train + held-out eval splits, a few corrupted train samples
     2 curate    infimed curate               five-dimension scoring (model-scored dimensions off: no judge offline)
     3 init      infimed init --preset tiny   the initialised model, evaluated before any training
-    4 train     infimed train recipes/demo.yaml   continual pretraining (16 visual tokens), SFT-1/2/3 packed (64),
+    4 train     infimed train recipes/demo.yaml   continual pretraining (4 visual tokens), SFT-1/2/3 packed (16),
                                                    GRPO; each stage evaluated on the held-out split
     5 card      infimed card                 a Hub-ready folder: checkpoint + code + model card
     6 answer    infimed generate             answers about a demo PNG and a DICOM file, from the Hub-ready folder
