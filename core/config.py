@@ -34,12 +34,14 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 from transformers import HfArgumentParser
 
+from .errors import InfiMedError
+
 __all__ = ["ConfigError", "ConfigParser", "config_from_args", "config_from_dict", "load_yaml"]
 
 _SCALARS = (str, int, float, bool, Path)
 
 
-class ConfigError(ValueError):
+class ConfigError(InfiMedError, ValueError):
     """A config value of the wrong type, an unknown key or a value the config's own checks reject."""
 
 

@@ -8,17 +8,30 @@ fast and never imports torch.
 
     infimed --help
     infimed init --preset tiny --output runs/tiny
+    infimed --debug eval eval.yaml        # a user error with its full traceback
+
+A user error (a bad config value, a missing file, a malformed data line) ends the run with one ``error: <message>``
+line on stderr and exit status 2 (1 when interrupted); ``--debug`` or ``INFIMED_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 from infimed.core.config import ConfigParser
+from infimed.core.errors import InfiMedError
 
 __all__ = ["COMMANDS", "main"]
+
+# What a user can cause and fix: printed as one line. ImageLoadError and ConfigError are ValueErrors; OSError covers
+# missing or unreadable paths (FileNotFoundError, IsADirectoryError, PermissionError) and Hub HTTP errors.
+USER_ERRORS = (InfiMedError, ValueError, OSError)
+USER_ERROR_STATUS = 2  # argparse's status for a usage error, which these are
+INTERRUPTED_STATUS = 1
 
 # name -> (module under infimed.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -46,6 +59,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         prog="infimed",
         description="InfiMed: build, train, evaluate and publish medical multimodal LLMs.",
     )
+    parser.add_argument(
+        "--debug", action="store_true",
+        help="Show the full traceback of an error (default: one `error:` line). Same as INFIMED_DEBUG=1.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ConfigParser)
     # Only the subcommand being run imports its module; the others register a bare parser for the listing.
     wanted = next((a for a in argv if not a.startswith("-")), None)
@@ -56,14 +73,33 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    message = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return message or type(err).__name__
+
+
+def _report(err: BaseException, debug: bool, status: int) -> int:
+    if debug:
+        traceback.print_exception(err)
+    print(f"error: {_one_line(err)}", file=sys.stderr)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    result = _load(args.command).main(args)
+    # Read before parsing: an error can come from the parser itself (a YAML config file is read there).
+    debug = "--debug" in argv or os.environ.get("INFIMED_DEBUG", "") not in ("", "0")
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        result = _load(args.command).main(args)
+    except KeyboardInterrupt as err:
+        return _report(err if str(err) else KeyboardInterrupt("interrupted"), debug, INTERRUPTED_STATUS)
+    except USER_ERRORS as err:
+        return _report(err, debug, USER_ERROR_STATUS)
     return int(result or 0)
 
 

@@ -1,0 +1,65 @@
+"""A user error ends `infimed` with one `error:` line and status 2; `--debug` / INFIMED_DEBUG=1 add the traceback."""
+
+import pytest
+
+from infimed.cli import main as cli_main
+from infimed.core.config import ConfigError
+from infimed.core.errors import InfiMedError
+
+
+def _run(argv, capsys):
+    status = cli_main(argv)
+    return status, capsys.readouterr().err
+
+
+def test_typo_in_config_path_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "evl.yaml"
+    status, err = _run(["eval", str(missing)], capsys)
+    assert status == 2
+    assert err.splitlines() == [f"error: Cannot read config file {missing}: [Errno 2] No such file or directory: "
+                                f"'{missing}'"]
+
+
+def test_bad_yaml_value_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("INFIMED_DEBUG", raising=False)
+    config = tmp_path / "eval.yaml"
+    config.write_text("benchmarks: [demo]\nlimit: five\n")
+    status, err = _run(["eval", str(config)], capsys)
+    assert status == 2 and "Traceback" not in err
+    assert err.splitlines() == [f"error: {config}.limit: expected int, got 'five' (str)"]
+
+
+def test_yaml_syntax_error_message_is_joined_on_one_line(tmp_path, capsys):
+    config = tmp_path / "eval.yaml"
+    config.write_text("benchmarks: [demo\nlimit: 5\n")
+    status, err = _run(["eval", str(config)], capsys)
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {config} is not valid YAML")
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch, how):
+    config = tmp_path / "eval.yaml"
+    config.write_text("limit: five\n")
+    argv = ["eval", str(config)]
+    if how == "flag":
+        argv.insert(0, "--debug")
+    else:
+        monkeypatch.setenv("INFIMED_DEBUG", "1")
+    status, err = _run(argv, capsys)
+    assert status == 2 and err.startswith("Traceback (most recent call last):")
+    assert "ConfigError" in err and err.splitlines()[-1] == f"error: {config}.limit: expected int, got 'five' (str)"
+
+
+def test_interrupt_exits_1(monkeypatch, capsys):
+    from infimed.commands import card
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(card, "main", interrupted)
+    status, err = _run(["card", "--model", "x"], capsys)
+    assert status == 1 and err.splitlines() == ["error: interrupted"]
+
+
+def test_user_errors_share_one_base():
+    assert issubclass(ConfigError, InfiMedError) and issubclass(ConfigError, ValueError)
