@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from infimed.core.answers import extract_yes_no
-from infimed.core.datasets import load_local
+from infimed.core.datasets import _TABLE_SUFFIXES, load_local
+from infimed.core.errors import InputFileError
 from infimed.core.tasks import QuestionKind, option_letters
 
 from .items import EvalItem
@@ -103,6 +104,12 @@ class LoadedBenchmark:
 def _resolve_source(spec: BenchmarkSpec, data_dir: str | os.PathLike | None) -> str:
     if data_dir is not None:
         root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            # A typo'd folder must not turn into a silent download of the Hub copy (another split, other items).
+            raise InputFileError(
+                f"`--data-dir` {str(root)!r} is not an existing folder; point it at the folder holding "
+                f"`{spec.name}/` (or drop `--data-dir` to read the Hub dataset {spec.hub_id or '(none: local only)'})."
+            )
         if spec.reader == "demo" and (root / "dataset_dict.json").exists():
             return str(root)
         for name in (spec.name, *spec.local_names):
@@ -184,6 +191,19 @@ def _clean_message(message: dict) -> dict:
     return {"role": message["role"], "content": content}
 
 
+def _reject_empty_files(spec: BenchmarkSpec, source: str) -> None:
+    """A 0-byte data file (an interrupted copy) makes `datasets` fail with an unrelated message; name it instead."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        return  # a Hub id
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.suffix in _TABLE_SUFFIXES and f.is_file()]
+    empty = [str(f) for f in files if f.stat().st_size == 0]
+    if empty:
+        raise InputFileError(
+            f"Benchmark {spec.name!r}: empty data file(s) {empty} in {source}; copy or export the benchmark again."
+        )
+
+
 def load_benchmark(
     name: str, *, data_dir: str | os.PathLike | None = None, source: str | None = None, split: str | None = None,
     limit: int | None = None,
@@ -194,6 +214,7 @@ def load_benchmark(
     """
     spec = BENCHMARKS[resolve_benchmark_names(name)[0]]
     source = source or _resolve_source(spec, data_dir)
+    _reject_empty_files(spec, source)
     split = split or spec.split
     if spec.reader == "demo":
         items, skipped = _load_demo(source, split or "eval")
@@ -210,6 +231,11 @@ def load_benchmark(
                 items.append(item)
     if skipped:
         logger.warning("%s: skipped %s", spec.name, skipped)
+    if not items:
+        raise InputFileError(
+            f"Benchmark {spec.name!r} has no scorable items in {source} (split {split!r}"
+            f"{f', skipped: {skipped}' if skipped else ''}); check that the folder holds the benchmark's data files."
+        )
     if limit is not None:
         items = items[:limit]
     return LoadedBenchmark(spec=spec, items=items, source=source, skipped=skipped)

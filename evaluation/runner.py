@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from infimed.core.endpoints import EndpointConfig, make_client
+from infimed.core.errors import InputFileError
 from infimed.core.generation import load_for_generation
 from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
-from .benchmarks import BENCHMARKS, load_benchmark, resolve_benchmark_names
+from .benchmarks import BENCHMARKS, LoadedBenchmark, load_benchmark, resolve_benchmark_names
 from .generation import GenerationOptions, GenerationRequest, PredictionCache, batched_generate, model_fingerprint
 from .items import EvalItem
 from .prompts import build_prompt, template_identity
@@ -110,17 +111,55 @@ def build_messages(item: EvalItem, reasoning: bool, system_prompt: str | None) -
 
 
 def read_predictions(path: str | Path) -> dict[tuple[str | None, str], str]:
-    """``{(benchmark or None, id): prediction}`` from a JSONL file of ``{"id", "prediction"[, "benchmark"]}``."""
-    out = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    """``{(benchmark or None, id): prediction}`` from a JSONL file of ``{"id", "prediction"[, "benchmark"]}``.
+
+    Strict, because a wrong line would silently move a score: a line that is not UTF-8 JSON with `id` and
+    `prediction`, or a second line for the same (benchmark, id), is an ``InputFileError`` naming ``path:line``.
+    """
+    return {key: prediction for key, (_, prediction) in _read_prediction_lines(path).items()}
+
+
+def _read_prediction_lines(path: str | Path) -> dict[tuple[str | None, str], tuple[int, str]]:
+    """``{(benchmark or None, id): (line number, prediction)}``; see ``read_predictions``."""
+    if not Path(path).is_file():
+        raise InputFileError(f"`--predictions` file {str(path)!r} does not exist (or is not a file).")
+    out: dict[tuple[str | None, str], tuple[int, str]] = {}
+    for lineno, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start}); write the "
+                                 "predictions file as UTF-8 JSON lines.") from exc
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            out[(row.get("benchmark"), str(row["id"]))] = "" if row["prediction"] is None else str(row["prediction"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{lineno}: expected a JSON object with `id` and `prediction` ({exc}).") from exc
+            key = (row.get("benchmark"), str(row["id"]))
+            prediction = "" if row["prediction"] is None else str(row["prediction"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputFileError(
+                f"{path}:{lineno}: expected a JSON object with `id` and `prediction` ({type(exc).__name__}: {exc})."
+            ) from exc
+        if key in out:
+            raise InputFileError(f"{path}:{lineno}: duplicate id {key[1]!r}" + (f" of {key[0]}" if key[0] else "")
+                                 + f" (first on line {out[key][0]}); keep one prediction per item.")
+        out[key] = (lineno, prediction)
     return out
+
+
+def _check_prediction_ids(given: dict, benchmarks: dict[str, LoadedBenchmark], path: str) -> None:
+    """Every line of ``given`` must name an item of the benchmarks run (lines of other benchmarks are left alone)."""
+    ids = {name: {item.id for item in loaded.items} for name, loaded in benchmarks.items()}
+    every = set().union(*ids.values())
+    for (benchmark, item_id), (lineno, _) in given.items():
+        if benchmark is not None and benchmark not in ids:
+            continue  # a benchmark of the file that this run does not evaluate
+        if item_id not in (every if benchmark is None else ids[benchmark]):
+            where = benchmark or " / ".join(ids)
+            raise InputFileError(
+                f"{path}:{lineno}: id {item_id!r} matches no item of {where}; the predictions were made for other "
+                "data (a different export or split), or the `id` field was rewritten."
+            )
 
 
 def _versions() -> dict[str, str]:
@@ -146,7 +185,7 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
 
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    given = read_predictions(config.predictions) if config.predictions else None
+    given = _read_prediction_lines(config.predictions) if config.predictions else None
     if given is None and model is None:
         model, processor = load_for_generation(config.model, config.device)
     if given is None:
@@ -158,10 +197,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
     model_name = config.model or f"predictions:{Path(config.predictions).name}"
     fingerprint = model_fingerprint(model, config.model) if model is not None else None
 
+    # Every benchmark is loaded before the first is run, so a missing or empty one fails in seconds, not hours in.
+    benchmarks = {name: load_benchmark(name, data_dir=config.data_dir) for name in config.benchmarks}
+    if given is not None:
+        _check_prediction_ids(given, benchmarks, config.predictions)
     all_metrics, specs, run_info = {}, {}, {}
-    for name in config.benchmarks:
-        loaded = load_benchmark(name, data_dir=config.data_dir, limit=config.limit)
-        items, spec = loaded.items, loaded.spec
+    for name, loaded in benchmarks.items():
+        items, spec = loaded.items[: config.limit], loaded.spec  # `limit` keeps a prefix; an id past it is known
         specs[name] = spec
         bench_dir = output / name
         bench_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +216,7 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
             requests.append(GenerationRequest(hashlib.sha256(key_src.encode()).hexdigest(), messages, item.images))
         errors: dict[str, int] = {}
         if given is not None:
-            predictions = [given.get((name, item.id), given.get((None, item.id))) for item in items]
+            predictions = [given.get((name, item.id), given.get((None, item.id), (0, None)))[1] for item in items]
             missing = sum(p is None for p in predictions)
             if missing:
                 errors["missing prediction"] = missing

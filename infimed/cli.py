@@ -85,7 +85,13 @@ def _report(err: BaseException, debug: bool, status: int) -> int:
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, report_errors: bool | None = None) -> int:
+    """Run one subcommand; returns the exit status.
+
+    ``report_errors`` (default: only when run as the console script, i.e. ``argv`` is None) turns a user error into
+    one ``error:`` line and status 2; a caller passing ``argv`` gets the typed exception instead, to catch or assert.
+    """
+    report_errors = argv is None if report_errors is None else report_errors
     argv = list(sys.argv[1:] if argv is None else argv)
     # Read before parsing: an error can come from the parser itself (a YAML config file is read there).
     debug = "--debug" in argv or os.environ.get("INFIMED_DEBUG", "") not in ("", "0")
@@ -97,8 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         result = _load(args.command).main(args)
     except KeyboardInterrupt as err:
+        if not report_errors:
+            raise
         return _report(err if str(err) else KeyboardInterrupt("interrupted"), debug, INTERRUPTED_STATUS)
     except USER_ERRORS as err:
+        if not report_errors:
+            raise
         return _report(err, debug, USER_ERROR_STATUS)
     return int(result or 0)
 
