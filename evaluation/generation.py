@@ -24,7 +24,9 @@ from typing import Any
 
 from infimed.core.generation import generate_batch
 
-__all__ = ["GenerationOptions", "GenerationRequest", "PredictionCache", "batched_generate", "model_fingerprint"]
+__all__ = [
+    "GenerationOptions", "GenerationRequest", "PredictionCache", "batched_generate", "image_digest", "model_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,19 +70,29 @@ class GenerationRequest:
 
 
 class PredictionCache:
-    """Append-only JSON-lines cache ``{"key", "prediction"}``; a torn last line (killed mid-write) is ignored."""
+    """Append-only JSON-lines cache ``{"key", "prediction"}``.
+
+    A torn line (the run was killed mid-write) is skipped, counted in ``torn_lines`` and logged; the next append
+    starts on a new line, so the torn tail never swallows the entry written after it.
+    """
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path else None
         self.entries: dict[str, str] = {}
         self.torn_lines = 0
+        self._ends_mid_line = False
         if self.path and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
+            data = self.path.read_bytes()
+            self._ends_mid_line = bool(data) and not data.endswith(b"\n")
+            for line in data.splitlines():
                 try:
-                    entry = json.loads(line)
+                    entry = json.loads(line.decode("utf-8"))
                     self.entries[entry["key"]] = entry["prediction"]
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
                     self.torn_lines += 1
+            if self.torn_lines:
+                logger.warning("%s: skipped %d torn line(s) (a run killed mid-write); those items are predicted "
+                               "again.", self.path, self.torn_lines)
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries
@@ -95,6 +107,9 @@ class PredictionCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
+            if self._ends_mid_line:
+                f.write("\n")
+                self._ends_mid_line = False
             for key, prediction in pairs:
                 f.write(json.dumps({"key": key, "prediction": prediction}, ensure_ascii=False) + "\n")
             f.flush()
@@ -116,6 +131,34 @@ def model_fingerprint(model: Any, name: str | None = None) -> str:
         if params:
             parts.append(f"{float(params[0].detach().float().sum()):.8e}")
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def image_digest(image: Any) -> str:
+    """A sha256 of an image's content, for cache keys: an image re-exported under the same item id is predicted again.
+
+    Files and encoded bytes are hashed as stored; in-memory images and arrays by type, mode, size and pixels. A path
+    that cannot be read is hashed by its name (generation reports the image error itself).
+    """
+    digest = hashlib.sha256()
+    if isinstance(image, dict):  # a `datasets` Image: {"bytes": ..., "path": ...}
+        image = image["bytes"] if image.get("bytes") is not None else image.get("path")
+    if hasattr(image, "detach"):  # torch tensor
+        image = image.detach().cpu().numpy()
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            digest.update(Path(image).read_bytes())
+        except OSError:
+            digest.update(f"unreadable:{image}".encode())
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        digest.update(bytes(image))
+    elif hasattr(image, "tobytes"):  # PIL image, numpy array
+        shape = getattr(image, "shape", None) or getattr(image, "size", None)
+        digest.update(f"{type(image).__name__}:{getattr(image, 'mode', '')}:{getattr(image, 'dtype', '')}:{shape}"
+                      .encode())
+        digest.update(image.tobytes())
+    else:
+        digest.update(repr(image).encode())
+    return digest.hexdigest()
 
 
 def _prepare_images(images: list[Any], options: GenerationOptions) -> list:

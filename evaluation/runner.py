@@ -30,7 +30,9 @@ from infimed.core.generation import load_for_generation
 from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
 from .benchmarks import BENCHMARKS, LoadedBenchmark, load_benchmark, resolve_benchmark_names
-from .generation import GenerationOptions, GenerationRequest, PredictionCache, batched_generate, model_fingerprint
+from .generation import (
+    GenerationOptions, GenerationRequest, PredictionCache, batched_generate, image_digest, model_fingerprint,
+)
 from .items import EvalItem
 from .prompts import build_prompt, template_identity
 from .scoring import aggregate_metrics, score_item
@@ -211,8 +213,11 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         for item in items:
             messages, prompt = build_messages(item, config.reasoning, config.system_prompt)
             prompts.append(prompt)
-            key_src = json.dumps([fingerprint, name, item.id, messages, asdict(config.generation)], sort_keys=True,
-                                 ensure_ascii=False, default=str)
+            # The image content is part of the key: a benchmark re-exported with new images under the same ids must
+            # not be answered from the cache. (Scoring given predictions needs no key: no image is read.)
+            images = [image_digest(image) for image in item.images] if given is None else []
+            key_src = json.dumps([fingerprint, name, item.id, messages, images, asdict(config.generation)],
+                                 sort_keys=True, ensure_ascii=False, default=str)
             requests.append(GenerationRequest(hashlib.sha256(key_src.encode()).hexdigest(), messages, item.images))
         errors: dict[str, int] = {}
         if given is not None:

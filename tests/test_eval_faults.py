@@ -103,3 +103,47 @@ def test_benchmark_with_no_items_names_benchmark_and_folder(tmp_path):
     (tmp_path / "slake" / "test.json").write_text("[]")
     with pytest.raises(InputFileError, match=rf"Benchmark 'slake' has no scorable items in {tmp_path / 'slake'}"):
         load_benchmark("slake", data_dir=tmp_path)
+
+
+def test_cache_key_follows_image_content(tmp_path, monkeypatch):
+    """Same ids, same questions, one re-exported image: only the items showing that image miss the cache."""
+    from PIL import Image
+
+    from infimed.evaluation import runner
+
+    schemas.write_slake(tmp_path / "data" / "slake")
+    keys = []
+
+    def fake_generate(model, processor, requests, options, cache=None, **kwargs):
+        keys.append([r.key for r in requests])
+        return ["yes"] * len(requests), {}
+
+    class FakeModel:
+        def parameters(self):
+            return iter(())
+
+    monkeypatch.setattr(runner, "batched_generate", fake_generate)
+    config = EvalConfig(benchmarks=["slake"], data_dir=str(tmp_path / "data"), model="m",
+                        output_dir=str(tmp_path / "out"), progress=False)
+    run_evaluation(config, model=FakeModel(), processor=None)
+    run_evaluation(config, model=FakeModel(), processor=None)
+    Image.new("RGB", (8, 8), "white").save(tmp_path / "data" / "slake" / "imgs" / "xmlab1" / "source.jpg")
+    run_evaluation(config, model=FakeModel(), processor=None)
+    first, again, reexported = keys
+    assert again == first  # unchanged data: every item answered from the cache
+    assert [a != b for a, b in zip(first, reexported)] == [True, True, False]  # items 1-2 show xmlab1, item 3 not
+
+
+def test_cache_torn_last_line_is_counted_and_does_not_swallow_the_next_entry(tmp_path, caplog):
+    from infimed.evaluation.generation import PredictionCache
+
+    path = tmp_path / "cache.jsonl"
+    PredictionCache(path).put_many([("a", "yes")])
+    with open(path, "ab") as f:
+        f.write('{"key": "b", "prediction": "n\u00e9'.encode()[:-1])  # killed mid-write, inside a UTF-8 character
+    with caplog.at_level("WARNING"):
+        resumed = PredictionCache(path)
+    assert resumed.torn_lines == 1 and "skipped 1 torn line" in caplog.text
+    resumed.put_many([("b", "no"), ("c", "yes")])
+    reloaded = PredictionCache(path)
+    assert reloaded.entries == {"a": "yes", "b": "no", "c": "yes"} and reloaded.torn_lines == 1
