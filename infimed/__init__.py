@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 def register() -> None:
     """Register the InfiMed config, models, image processor and processor with the transformers Auto classes."""
-    # Importing the two subpackages registers their classes (once; see infimed/_registration.py).
+    # Each subpackage registers its classes when it is first imported (modeling_infimed/ and processing/ __init__).
     importlib.import_module("infimed.modeling")
     importlib.import_module("infimed.processing")
 

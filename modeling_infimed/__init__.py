@@ -1,4 +1,10 @@
-"""InfiMed model: configuration, model classes, presets and composition from pretrained parts."""
+"""InfiMed model: configuration, model classes and presets.
+
+Importing this package registers the classes with the transformers Auto classes and marks them for remote code, so
+`save_pretrained` writes `auto_map` and copies the defining files next to the weights (docs/remote-code.md).
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
 
 from .configuration_infimed import InfiMedConfig
 from .modeling_infimed import (
@@ -9,9 +15,12 @@ from .modeling_infimed import (
 )
 from .presets import PRESETS, build_config, build_model, count_parameters
 
-from infimed._registration import register_model_classes
-
-register_model_classes(InfiMedConfig, InfiMedModel, InfiMedForConditionalGeneration)
+AutoConfig.register(InfiMedConfig.model_type, InfiMedConfig, exist_ok=True)
+AutoModel.register(InfiMedConfig, InfiMedModel, exist_ok=True)
+AutoModelForImageTextToText.register(InfiMedConfig, InfiMedForConditionalGeneration, exist_ok=True)
+InfiMedConfig.register_for_auto_class("AutoConfig")
+InfiMedModel.register_for_auto_class("AutoModel")
+InfiMedForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 
 __all__ = [
     "PRESETS",

@@ -14,7 +14,7 @@ from transformers import (
 )
 from transformers.models.siglip2 import Siglip2VisionConfig, Siglip2VisionModel
 
-from infimed.modeling.composition import compose_from_pretrained
+from infimed.core.composition import compose_from_pretrained
 from infimed.testing import tiny_processor
 
 TEXT = dict(vocab_size=800, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

@@ -45,7 +45,7 @@ from typing import Any
 
 from infimed.core.config import ConfigError, config_from_dict, load_yaml
 from infimed.core.parameter_groups import MODULE_GROUPS
-from infimed.modeling.composition import init_checkpoint
+from infimed.core.composition import init_checkpoint
 from infimed.modeling.presets import PRESETS
 
 from .grpo_stage import GRPO_STAGE

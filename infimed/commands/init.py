@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 
 from infimed.core.config import ConfigParser, config_from_args
-from infimed.modeling.composition import init_checkpoint
+from infimed.core.composition import init_checkpoint
 from infimed.modeling.presets import count_parameters
 
 __all__ = ["InitArguments", "add_arguments", "main"]

@@ -16,10 +16,15 @@ import logging
 import os
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers.utils import cached_file
 
-from .configuration_infimed import InfiMedConfig, vision_grid_side
-from .modeling_infimed import InfiMedForConditionalGeneration
-from .presets import build_config, get_preset
+from infimed.modeling.configuration_infimed import InfiMedConfig, vision_grid_side
+from infimed.modeling.modeling_infimed import InfiMedForConditionalGeneration
+from infimed.modeling.presets import build_config, get_preset
+from infimed.processing import InfiMedImageProcessor, InfiMedProcessor
+from infimed.processing.tiny_tokenizer import build_tiny_tokenizer
 
 __all__ = ["compose_from_pretrained", "init_checkpoint"]
 
@@ -28,14 +33,10 @@ logger = logging.getLogger(__name__)
 
 def _vision_parts(vision_model: str, dtype):
     """(vision config, vision encoder) from a checkpoint that is either a vision model or a dual encoder (SigLIP)."""
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(vision_model)
     vision_config = copy.deepcopy(getattr(config, "vision_config", config))
     if hasattr(vision_config, "vision_use_head"):
         vision_config.vision_use_head = False  # the MAP head is unused by a VLM
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
     encoder_class = MODEL_MAPPING[type(vision_config)]
     encoder = encoder_class.from_pretrained(vision_model, config=vision_config, dtype=dtype)
     return vision_config, encoder
@@ -43,12 +44,8 @@ def _vision_parts(vision_model: str, dtype):
 
 def _image_processor_for(vision_model: str, vision_config):
     """InfiMedImageProcessor matching the encoder's own preprocessing (size, mean, std) when it ships one."""
-    from infimed.processing import InfiMedImageProcessor
-
     kwargs = {"image_size": getattr(vision_config, "image_size", 384)}
     try:
-        from transformers.utils import cached_file
-
         path = cached_file(vision_model, "preprocessor_config.json")
         with open(path, encoding="utf-8") as handle:
             pre = json.load(handle)
@@ -71,10 +68,6 @@ def compose_from_pretrained(
     seed: int = 0,
 ):
     """Return `(model, processor)` built from two pretrained checkpoints (Hub ids or local folders)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from infimed.processing import InfiMedProcessor
-
     vision_config, encoder = _vision_parts(vision_model, dtype)
     lm = AutoModelForCausalLM.from_pretrained(language_model, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(language_model)
@@ -131,9 +124,6 @@ def init_checkpoint(
     is initialised randomly (the `tiny` preset also builds its tokenizer in code; the large presets then need
     `--language-model` for a tokenizer that matches their vocabulary).
     """
-    import infimed  # noqa: F401  (registration: save_pretrained writes auto_map and copies the code)
-    from infimed.processing import InfiMedImageProcessor, InfiMedProcessor
-
     spec = get_preset(preset)
     if (vision_model is None) != (language_model is None):
         raise ValueError("Pass both `--vision-model` and `--language-model` to compose, or neither for a random init.")
@@ -143,8 +133,6 @@ def init_checkpoint(
         )
     else:
         if preset == "tiny":
-            from infimed.processing.tiny_tokenizer import build_tiny_tokenizer
-
             tokenizer = build_tiny_tokenizer()
         else:
             raise ValueError(
