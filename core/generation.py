@@ -16,9 +16,12 @@ tokenizer (a text-only LM).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import infimed
+
+from .errors import InputFileError
 
 __all__ = ["generate_batch", "load_for_generation", "stop_token_ids"]
 
@@ -26,6 +29,11 @@ __all__ = ["generate_batch", "load_for_generation", "stop_token_ids"]
 def load_for_generation(name_or_path: str, device: str | None = None):
     """``(model, processor)`` of a checkpoint folder or Hub id, in eval mode on ``device`` (default: cuda when
     available), bfloat16 on GPU and float32 on CPU (bf16 matmuls are slow there)."""
+    path = Path(name_or_path).expanduser()
+    # `runs/tiny` could be a Hub id too; `./runs/tiny`, `/abs/path` or `a/b/c` cannot, so name the missing folder.
+    if not path.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.strip("/").count("/") > 1):
+        raise InputFileError(f"`--model` folder {str(path)!r} does not exist; point it at a checkpoint folder "
+                             "(written by `infimed init` or training) or give a Hub id ORG/NAME.")
     import torch  # heavy: only callers that actually generate pay for it
     from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -33,6 +33,9 @@ def pull(
     """
     from huggingface_hub import constants, snapshot_download
 
+    if Path(local_dir).expanduser().exists() and not Path(local_dir).expanduser().is_dir():
+        raise NotADirectoryError(f"`--local-dir` {str(local_dir)!r} is an existing file, not a folder; pass a folder "
+                                 "path (it is created if missing).")
     if constants.HF_HUB_OFFLINE:
         raise ValueError("Cannot pull while `HF_HUB_OFFLINE=1` is set (the Makefile sets it for tests and the demo); "
                          "unset it, e.g. `HF_HUB_OFFLINE=0 infimed pull ...`.")

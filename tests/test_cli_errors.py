@@ -83,3 +83,22 @@ def test_interrupt_exits_1(monkeypatch, capsys):
 
 def test_user_errors_share_one_base():
     assert issubclass(ConfigError, InfiMedError) and issubclass(ConfigError, ValueError)
+
+
+def test_pull_into_an_existing_file_is_one_line(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"x")
+    status, err = _run(["pull", "org/name", "--local-dir", str(target)], capsys, monkeypatch)
+    assert status == 2 and err.splitlines() == [
+        f"error: `--local-dir` '{target}' is an existing file, not a folder; pass a folder path (it is created if "
+        "missing)."
+    ]
+
+
+def test_missing_local_model_folder_is_named(tmp_path):
+    from infimed.core.errors import InputFileError
+    from infimed.core.generation import load_for_generation
+
+    missing = tmp_path / "runs" / "tiny"
+    with pytest.raises(InputFileError, match=rf"`--model` folder '{missing}' does not exist"):
+        load_for_generation(str(missing))
