@@ -27,6 +27,7 @@ from infimed.core.answers import extract_yes_no
 from infimed.core.datasets import _TABLE_SUFFIXES, load_local
 from infimed.core.errors import InputFileError
 from infimed.core.tasks import QuestionKind, option_letters
+from infimed.data.converters import READERS
 
 from .items import EvalItem
 
@@ -219,7 +220,6 @@ def load_benchmark(
     if spec.reader == "demo":
         items, skipped = _load_demo(source, split or "eval")
     else:
-        from infimed.data.converters import READERS
 
         records = READERS[spec.reader](source, split=split, **spec.reader_kwargs)
         items, skipped = [], {}

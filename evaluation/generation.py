@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from infimed.core.generation import generate_batch
+from infimed.processing.image_io import load_image
 
 __all__ = [
     "GenerationOptions", "GenerationRequest", "PredictionCache", "batched_generate", "image_digest", "model_fingerprint",
@@ -163,8 +164,6 @@ def image_digest(image: Any) -> str:
 
 def _prepare_images(images: list[Any], options: GenerationOptions) -> list:
     from PIL import Image
-
-    from infimed.processing.image_io import load_image
 
     loaded = [load_image(image) for image in images]
     if options.max_image_side:

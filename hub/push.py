@@ -16,6 +16,8 @@ from pathlib import Path
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from infimed.model_cards import render_model_card
+
 from .checks import DATASET_FILE_PATTERNS, MODEL_FILE_PATTERNS, check_dataset_folder, check_model_folder, select_files
 
 __all__ = ["push_dataset", "push_model"]
@@ -140,7 +142,6 @@ def push_model(
                        folder)
     extra = {}
     if "README.md" not in files:
-        from infimed.model_cards import render_model_card
 
         logger.warning("%s has no README.md: uploading a card rendered from the checkpoint alone; run `infimed card "
                        "--model %s --eval-results ... --recipe ...` for one with results and training stages.",

@@ -27,8 +27,15 @@ import sys
 import time
 from pathlib import Path
 
+from datasets import load_from_disk
+
+from infimed.cli import main as cli_main
 from infimed.core.tasks import QuestionKind
 from infimed.data.demo_questions import build_prompt
+from infimed.data.demo_render import write_demo_dicom
+from infimed.demo_report import write_summary
+from infimed.hub.checks import check_model_folder
+from infimed.training.recipe import load_recipe
 
 __all__ = ["main"]
 
@@ -63,7 +70,6 @@ class Demo:
         print(f"[{number}/7] {title}: {self.seconds[name]} s", flush=True)
 
     def cli(self, *argv: str) -> None:
-        from infimed.cli import main as cli_main
 
         print("  $ infimed " + " ".join(argv), flush=True)
         code = cli_main(list(argv))
@@ -80,7 +86,6 @@ class Demo:
         return self.out / "train"
 
     def stage_names(self) -> list[str]:
-        from infimed.training.recipe import load_recipe
 
         return [stage.name for stage in load_recipe(str(self.recipe)).stages]
 
@@ -125,7 +130,6 @@ class Demo:
             "--eval-results", str(self.out / "eval" / self.stage_names()[-1] / "results.json"),
             "--recipe", str(self.recipe), "--recipe-summary", str(self.train_dir / "recipe_summary.json"),
         )
-        from infimed.hub.checks import check_model_folder
 
         problems = check_model_folder(hub_ready)
         if problems:
@@ -133,9 +137,6 @@ class Demo:
         print(f"  Hub-ready folder: {hub_ready} (loads with trust_remote_code=True; push with `infimed push-model`)")
 
     def answer(self) -> None:
-        from datasets import load_from_disk
-
-        from infimed.data.demo_render import write_demo_dicom
 
         hub_ready = self.out / "hub-ready"
         eval_split = load_from_disk(str(self.data))["eval"]
@@ -152,7 +153,6 @@ class Demo:
         print(f"  (gold answer: {info['answer']})")
 
     def summary(self) -> dict:
-        from infimed.demo_report import write_summary
 
         return write_summary(self.out, ["init", *self.stage_names()], self.train_dir, self.seconds)
 

@@ -40,6 +40,8 @@ from typing import Any, Callable
 
 import torch
 
+from infimed.processing.image_io import load_image
+
 __all__ = ["DataCollatorForPackedVisionLanguageModeling", "PACKING_STATS_KEY"]
 
 # Batch key holding packing figures for logging; the trainer pops it before the forward.
@@ -53,7 +55,6 @@ def _load(image):
 
     if isinstance(image, Image.Image):
         return image.convert("RGB") if image.mode != "RGB" else image
-    from infimed.processing.image_io import load_image
 
     return load_image(image)
 

@@ -22,6 +22,8 @@ import json
 import random
 from pathlib import Path
 
+from infimed.processing.image_io import load_image
+
 from .dimensions import DIMENSION_NAMES
 
 __all__ = ["AuditSampler", "export_audit", "import_audit", "suggest_threshold", "AUDIT_FIELDS"]
@@ -79,8 +81,6 @@ class AuditSampler:
 
 def _thumbnail(obj) -> str | None:
     """A PNG data URL of the image, or None when it does not decode (the page then says so)."""
-    from infimed.processing.image_io import load_image
-
     try:
         img = load_image(obj)
     except Exception:  # noqa: BLE001 - corrupt images are exactly what auditors should see flagged

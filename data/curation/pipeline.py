@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from infimed.core.endpoints import make_client
+from infimed.data.converters import READERS, to_training_example, training_features
+from infimed.data.converters.sources import load_table
 from infimed.model_cards.dataset_card import render_dataset_card
+from infimed.processing.image_io import load_image
 
 from .audit import AuditSampler, export_audit
 from .config import CurationConfig, SourceConfig
@@ -41,9 +44,6 @@ logger = logging.getLogger(__name__)
 
 def iter_source_rows(src: SourceConfig, chunk_size: int, streaming: bool = False) -> Iterator[list[dict]]:
     """Chunks of training-format rows of one source (images left undecoded)."""
-    from infimed.data.converters import READERS, to_training_example
-    from infimed.data.converters.sources import load_table
-
     if src.format:
         if src.format not in READERS:
             raise ValueError(f"Unknown converter `format: {src.format}`; choose one of {sorted(READERS)}.")
@@ -68,8 +68,6 @@ def output_features():
     """Training-format columns + one score column per dimension + ``quality_flags``."""
     import datasets
 
-    from infimed.data.converters import training_features
-
     features = dict(training_features())
     for name in DIMENSION_NAMES:
         features[score_column(name)] = datasets.Value("float32")
@@ -93,7 +91,6 @@ def image_to_bytes(obj) -> dict:
         buffer = io.BytesIO()
         obj.save(buffer, format="PNG")
         return {"bytes": buffer.getvalue(), "path": None}
-    from infimed.processing.image_io import load_image
 
     return image_to_bytes(load_image(obj))
 
@@ -157,8 +154,6 @@ def _rule_reason(result: RuleResult, config: CurationConfig) -> str | None:
 
 
 def _decoded(row: dict) -> list:
-    from infimed.processing.image_io import load_image
-
     return [load_image(obj) for obj in row.get("images") or []]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from infimed.core.answers import score_answer
 from infimed.core.tasks import CHOICE_KINDS, LETTERS, RECORD_KINDS, QuestionKind, normalize_yes_no
+from infimed.processing.image_io import load_image
 
 from .config import AnswerRules, ImageRules, TextRules
 from .dimensions import SOFT_ISSUE_SCORE
@@ -247,8 +248,6 @@ def _final_turn_agrees(text: str, answer: str, kind: str, options) -> dict[str, 
 
 def _decode_images(images: Any, rules: ImageRules, hash_size: int, details: list[str]):
     """(per-image stats, failure checks); failure messages go to ``details``."""
-    from infimed.processing.image_io import load_image
-
     if images is None:
         return [], {}
     if not isinstance(images, (list, tuple)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from infimed.hub import push_model
+from infimed.training.recipe import load_recipe, run_recipe
 
 __all__ = ["add_arguments", "main", "push_if_asked"]
 
@@ -34,8 +35,6 @@ def main(args: argparse.Namespace) -> int:
     import logging
     import os
     import shutil
-
-    from infimed.training.recipe import load_recipe, run_recipe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     recipe = load_recipe(args.recipe)
