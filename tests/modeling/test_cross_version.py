@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from infimed.testing import tiny_model, tiny_processor
+from tests.helpers.remote_code import BLOCK_INFIMED
 
 pytestmark = pytest.mark.upstream
 
@@ -25,14 +26,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
 SAVED = sorted(p for p in FIXTURES.glob("tf-*") if (p / "expected.json").exists())
 
 # Runs in a fresh interpreter where `import infimed` fails: only the checkpoint's copied code can be used.
-REMOTE_CODE_RUN = textwrap.dedent(
+REMOTE_CODE_RUN = BLOCK_INFIMED + textwrap.dedent(
     """
     import json, sys
-    class _Block:
-        def find_spec(self, name, path=None, target=None):
-            if name == "infimed" or name.startswith("infimed."):
-                raise ImportError("infimed is blocked in this process")
-    sys.meta_path.insert(0, _Block())
     folder, probe_dir = sys.argv[1], sys.argv[2]
     sys.path.insert(0, probe_dir)
     import torch

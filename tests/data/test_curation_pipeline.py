@@ -6,8 +6,10 @@ from pathlib import Path
 
 import datasets
 import pytest
-from curation_helpers import noise_png, png, row, text_row
-from openai_stub import OpenAIStub, last_user_text
+
+from tests.fixtures.converters import schemas
+from tests.helpers.curation import noise_png, png, row, text_row
+from tests.helpers.openai_stub import OpenAIStub, last_user_text
 
 from infimed.data.converters import training_features
 from infimed.data.curation import CurationConfig, import_audit, run_curation, suggest_threshold
@@ -251,8 +253,6 @@ def test_converter_source_in_config(tmp_path):
     import os
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures", "converters"))
-    import schemas
 
     source = schemas.write_pmc_vqa(tmp_path / "pmc")
     config = CurationConfig.from_dict({"sources": [{"name": "pmc", "format": "pmc_vqa", "source": source,
@@ -263,7 +263,7 @@ def test_converter_source_in_config(tmp_path):
 
 
 def test_shipped_recipes_parse():
-    recipes = Path(__file__).resolve().parents[1] / "recipes" / "curation"
+    recipes = Path(__file__).resolve().parents[2] / "recipes" / "curation"
     for path in sorted(recipes.glob("*.yaml")):
         config = CurationConfig.from_yaml(path)  # validates every key and value
         assert config.sources, path

@@ -4,7 +4,8 @@ through a loopback OpenAI-compatible stand-in."""
 import random
 
 import pytest
-from openai_stub import OpenAIStub, last_user_text
+
+from tests.helpers.openai_stub import OpenAIStub, last_user_text
 
 from infimed.evaluation.compat import compat_aggregate
 from infimed.evaluation.items import EvalItem

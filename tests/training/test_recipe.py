@@ -12,7 +12,7 @@ from infimed.core.config import ConfigError
 from infimed.core.parameter_groups import module_group
 from infimed.training.modules import set_trainable
 from infimed.training.recipe import load_recipe, recipe_from_dict, run_recipe
-from test_sft import make_vqa_dataset
+from tests.training.test_sft import make_vqa_dataset
 
 
 def _weights(folder):
@@ -89,7 +89,7 @@ def test_shipped_recipes_parse():
 
 
 def test_set_trainable_groups_on_qwen2_5_vl_layout():
-    from test_packing_qwen import build_tiny_qwen
+    from tests.training.test_packing_qwen import build_tiny_qwen
 
     model = build_tiny_qwen()[0]
     counts = set_trainable(model, ["projector"])

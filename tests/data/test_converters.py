@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures", "converters"))
-import schemas  # noqa: E402
+from tests.fixtures.converters import schemas  # writers of each real public layout
 
 from infimed.core.prompts import INSTRUCTIONS  # noqa: E402
 from infimed.core.tasks import letter_for, strip_option_prefix  # noqa: E402

@@ -4,7 +4,8 @@ import json
 import threading
 
 import pytest
-from openai_stub import OpenAIStub, last_user_text, scripted
+
+from tests.helpers.openai_stub import OpenAIStub, last_user_text, scripted
 
 from infimed.core.config import ConfigError, config_from_dict
 from infimed.core.endpoints import EndpointConfig, make_client

@@ -25,12 +25,7 @@ WARM_START_STEPS = 50  # measured: the layout is complete in ~40-60% of samples 
 GRPO_STEPS = 30
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add contention on a busy 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 def _warm_start(model, processor, prompts, steps, seed=0):

@@ -1,7 +1,7 @@
 """Two CPU processes (gloo) train on whole packed rows and get the same loss and weights as one process.
 
 The global batch is the same: 2 rows per step, as 1 process x 2 rows or 2 processes x 1 row.
-Run as a test, or as the worker itself: `torchrun --nproc_per_node 2 tests/test_distributed.py OUT 1`.
+Run as a test, or as the worker itself: `torchrun --nproc_per_node 2 tests/training/test_distributed.py OUT 1`.
 """
 
 import json

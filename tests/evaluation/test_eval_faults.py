@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures", "converters"))
-import schemas  # noqa: E402  (the curation helper's writers of each real public layout)
+from tests.fixtures.converters import schemas  # writers of each real public layout
 
 from infimed.cli import main as cli_main  # noqa: E402
 from infimed.core.errors import InputFileError  # noqa: E402

@@ -8,7 +8,7 @@ import yaml
 
 from infimed.data.curation import CurationConfig, run_curation
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "bad_image_bytes": "image_quality:undecodable",
     "truncated_image": "image_quality:undecodable",

@@ -20,12 +20,7 @@ EXPECTED_REASON = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add contention on a busy 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +120,7 @@ def test_demo_recipe_grpo_stage_is_valid(tmp_path, monkeypatch):
     from infimed.training.stages import trainer_config
 
     monkeypatch.setenv("INFIMED_DEMO_DATA", str(tmp_path))
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml")
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml")
     stage = recipe.stages[-1]
     assert stage.type == "grpo" and recipe.stages[-2].type == "sft"  # GRPO comes after the SFT stages
     args = trainer_config(stage, recipe, STAGE_TYPES["grpo"], str(tmp_path / "grpo"))

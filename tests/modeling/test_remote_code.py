@@ -10,18 +10,14 @@ import pytest
 import torch
 
 from infimed.testing import tiny_model, tiny_processor
+from tests.helpers.remote_code import BLOCK_INFIMED
 
 pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
 
 # A fresh interpreter in which importing `infimed` fails: only the checkpoint's own copied code can be used.
-BLOCKED_LOADER = textwrap.dedent(
+BLOCKED_LOADER = BLOCK_INFIMED + textwrap.dedent(
     """
-    import sys, json
-    class _Block:
-        def find_spec(self, name, path=None, target=None):
-            if name == "infimed" or name.startswith("infimed."):
-                raise ImportError("infimed is blocked in this process")
-    sys.meta_path.insert(0, _Block())
+    import json, sys
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline
     folder = sys.argv[1]

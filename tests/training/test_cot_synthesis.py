@@ -7,7 +7,8 @@ import datasets
 import pytest
 import torch
 import yaml
-from openai_stub import OpenAIStub, last_user_text
+
+from tests.helpers.openai_stub import OpenAIStub, last_user_text
 from PIL import Image
 
 from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
@@ -25,12 +26,7 @@ from infimed.training.rewards import format_reward
 K = 4  # candidates per sample and style; the script below gives each index a different fate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: threads only add contention on a busy 2-core machine
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 def _png(color):
@@ -272,5 +268,5 @@ def test_output_trains_in_an_sft_stage(tmp_path, dataset):
 def test_shipped_demo_config_parses():
     from pathlib import Path
 
-    config = load_cot_config(Path(__file__).resolve().parents[1] / "recipes" / "cot" / "demo.yaml")
+    config = load_cot_config(Path(__file__).resolve().parents[2] / "recipes" / "cot" / "demo.yaml")
     assert config.teacher.kind == "local" and config.styles == ["general", "reflective"]

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from hub_server import HubServer
+from tests.helpers.hub_server import HubServer
 
 TOKEN = "hf_server_test_token"
 

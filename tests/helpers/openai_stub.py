@@ -1,6 +1,6 @@
 """A loopback stand-in for an OpenAI-compatible ``/v1/chat/completions`` endpoint, for offline tests.
 
-    from openai_stub import OpenAIStub
+    from tests.helpers.openai_stub import OpenAIStub
 
     with OpenAIStub(lambda request: '{"score": 4}') as stub:
         client = OpenAIChatClient(stub.base_url, "stub-model")

@@ -6,7 +6,7 @@ in a process where `infimed` cannot be imported (`python -I` plus a meta-path bl
 To run the client side with another huggingface_hub (e.g. 1.33, the GPU image's version), install it into a folder
 and point `INFIMED_TEST_HF_HUB_PATH` at it:
     pip install --no-deps --target /tmp/hh133 huggingface_hub==1.33.0 httpx==0.28.1 httpcore==1.0.9
-    INFIMED_TEST_HF_HUB_PATH=/tmp/hh133 pytest tests/test_hub.py
+    INFIMED_TEST_HF_HUB_PATH=/tmp/hh133 pytest tests/hub/test_hub.py
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hub_server import HubServer
+from tests.helpers.hub_server import HubServer
 
 FAKE_TOKEN = "hf_InfiMedFakeTokenForTests0123456789abcd"  # shaped like a real token, valid only on the test server
 MODEL_REPO, DATASET_REPO = "infimed-test/tiny-infimed", "infimed-test/tiny-curated"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBLIC = [
     "InfiMedConfig", "InfiMedModel", "InfiMedForConditionalGeneration", "InfiMedProcessor", "InfiMedImageProcessor",
     "InfiMedSFTConfig", "InfiMedSFTTrainer", "InfiMedGRPOConfig", "InfiMedGRPOTrainer",

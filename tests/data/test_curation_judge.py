@@ -3,8 +3,9 @@
 import base64
 
 import pytest
-from curation_helpers import noise_png, row
-from openai_stub import OpenAIStub
+
+from tests.helpers.curation import noise_png, row
+from tests.helpers.openai_stub import OpenAIStub
 
 from infimed.data.curation import CurationConfig, run_curation
 from infimed.data.curation.judge import build_judge_request, parse_verdict

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from curation_helpers import blurred_png, noise_png, png, row
+
+from tests.helpers.curation import blurred_png, noise_png, png, row
 from PIL import Image
 
 from infimed.data.curation.config import AnswerRules, ImageRules, TextRules
