@@ -1,7 +1,7 @@
 """InfiMed: medical multimodal LLMs (InfiMed-Foundation, InfiMed-SFT/RL) in the Hugging Face ecosystem.
 
 The public classes are imported on first use, so `import infimed` stays light: it imports neither torch nor
-transformers, and `infimed --help` never imports torch (`tests/test_public_api.py` holds both).
+transformers, and `infimed --help` never imports torch (`tests/cli/test_public_api.py` holds both).
 
     from infimed import InfiMedForConditionalGeneration, InfiMedProcessor
 

@@ -6,7 +6,7 @@
 
 TRL 1.16 refuses `packing=True` on vision datasets with a single check on `args.packing` in `SFTTrainer.__init__`
 (it has no multimodal packer). This trainer hides the flag from that check only (`trl_compat.hidden_from_trl_init`,
-checked against TRL's source by tests/test_trl_compat.py), lets TRL set up everything else
+checked against TRL's source by tests/training/test_trl_compat.py), lets TRL set up everything else
 (model, PEFT, chat template, metrics), then replaces the training data by packed rows (`PackedDataset`) and the
 collator by `DataCollatorForPackedVisionLanguageModeling`. The loss path is TRL's own (fused LM head,
 `num_items_in_batch`-weighted), so a packed batch gives the token-weighted loss of its samples.

@@ -1,6 +1,6 @@
 """The places where InfiMed's trainers rely on TRL 1.16 internals that offer no hook, each in one named function.
 
-`tests/test_trl_compat.py` reads TRL's source and fails loudly when one of these assumptions stops holding, so a TRL
+`tests/training/test_trl_compat.py` reads TRL's source and fails loudly when one of these assumptions stops holding, so a TRL
 upgrade breaks a test named after the assumption rather than a training run.
 
 - `hidden_from_trl_init`: `SFTTrainer.__init__` refuses `packing=True` on vision datasets in one inline check (it has
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 __all__ = ["GENERATE_OUTPUT_FIELDS", "hidden_from_trl_init", "with_empty_image_lists"]
 
-# `GRPOTrainer._generate`'s return tuple in TRL 1.16, by name (tests/test_trl_compat.py checks it against TRL).
+# `GRPOTrainer._generate`'s return tuple in TRL 1.16, by name (tests/training/test_trl_compat.py checks it against TRL).
 GENERATE_OUTPUT_FIELDS = (
     "prompt_ids", "completion_ids", "tool_mask", "completions", "logprobs", "extra_fields", "images", "tool_images",
 )

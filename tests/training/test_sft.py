@@ -160,7 +160,7 @@ def test_no_cross_sample_attention_and_image_order(processor):
     not torch.cuda.is_available() and os.environ.get("INFIMED_FLEX_TRAINING_ON_CPU") != "1",
     reason="Training through flex attention compiles its backward with inductor; on CPU with torch 2.13 that C++ "
     "compile fails intermittently (CppCompileError in torchinductor, seen in CI here). The forward contract is "
-    "covered on CPU by tests/test_modeling.py; set INFIMED_FLEX_TRAINING_ON_CPU=1 to run this anyway.",
+    "covered on CPU by tests/modeling/test_modeling.py; set INFIMED_FLEX_TRAINING_ON_CPU=1 to run this anyway.",
 )
 def test_packed_rows_with_flex_attention(processor):
     model = _model(attn_implementation="flex_attention")
