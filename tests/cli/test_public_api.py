@@ -70,3 +70,9 @@ def test_readme_quick_start_runs_on_what_the_demo_leaves(tmp_path, monkeypatch):
     write_demo_dicom(tmp_path / "demo-output" / "example.dcm", seed=7)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md quick start", "exec"), {})
+
+
+@pytest.mark.parametrize("package", ["infimed.core", "infimed.training", "infimed.evaluation", "infimed.data"])
+def test_subpackage_imports_stay_light_as_their_docstrings_promise(package):
+    # training/ and evaluation/ import their heavy modules on first use of a name (their docstrings say so).
+    assert _modules_after(f"import {package}") == set()
