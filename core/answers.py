@@ -17,6 +17,8 @@ without one of them importing another.
     True
     >>> score_answer("\\\\boxed{A}", "A", "multiple_choice", ["x", "y"])
     AnswerMatch(extracted='A', correct=True, parsed=True)
+    >>> extract_yes_no("No abnormality is seen.", question="Is there an abnormality?")  # the question decides it
+    'no'
 
 Design choices (each differs on purpose from MedEvalKit's scoring):
 
@@ -44,6 +46,7 @@ __all__ = [
     "extract_final_answer",
     "extract_yes_no",
     "follows_answer_format",
+    "is_presence_question",
     "normalize_answer",
     "score_answer",
     "token_prf",
@@ -70,6 +73,8 @@ _ANSWER_IS = re.compile(
     r"(?:\b(?:final\s+|correct\s+)?answer\s*(?:is\b|would\s+be\b|:|：)|答案\s*(?:是|为|：|:))\s*[:：]?\s*(.+)",
     re.IGNORECASE,
 )
+# A reason after the answer: "the answer is b because ..." -> "b".
+_REASON = re.compile(r"\s*[,;]?\s+(?:because|since|due\s+to|as\s+shown|given\s+that)\b.*", re.IGNORECASE | re.DOTALL)
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 # ASCII punctuation plus the CJK / full-width marks SLAKE-zh answers use.
 _PUNCT = set(string.punctuation) | set("，。、；：？！“”‘’（）【】《》·…—")
@@ -91,6 +96,17 @@ def _boxed_contents(text: str) -> list[str]:
     return found
 
 
+def _unclosed_boxed(text: str) -> str:
+    r"""The tail of a last ``\boxed{`` left open at the end (a generation cut off: ``\boxed{liver``), else ""."""
+    starts = list(_BOXED.finditer(text))
+    if not starts:
+        return ""
+    tail = text[starts[-1].end():]
+    if "{" in tail or "}" in tail:
+        return ""  # balanced or nested content: not a plain cut-off answer
+    return tail.strip().rstrip(".").strip()
+
+
 def extract_final_answer(text: str | None) -> str:
     r"""The answer part of a completion, stripped of reasoning.
 
@@ -104,6 +120,10 @@ def extract_final_answer(text: str | None) -> str:
     '\\text{B}'
     >>> extract_final_answer("<answer>yes")
     'yes'
+    >>> extract_final_answer(r"so the organ is \\boxed{liver")
+    'liver'
+    >>> extract_final_answer("The answer is b because the lungs are clear.")
+    'b'
     """
     if not text:
         return ""
@@ -120,9 +140,13 @@ def extract_final_answer(text: str | None) -> str:
     boxed = [b.strip() for b in _boxed_contents(text) if b.strip()]
     if boxed:
         return boxed[-1]
+    unclosed = _unclosed_boxed(text)
+    if unclosed:
+        return unclosed
     said = _ANSWER_IS.findall(text)
     if said and said[-1].strip():
-        return said[-1].strip()
+        answer = _REASON.sub("", said[-1]).strip()
+        return answer or said[-1].strip()
     return text.strip()
 
 
@@ -255,13 +279,82 @@ _ZH_YES_PREFIX = ("是的", "是，", "是。", "是,", "对，", "对。")
 _ZH_NO_PREFIX = ("否", "不是", "不对")
 
 
-def extract_yes_no(text: str | None) -> str | None:
+# A question asking whether something is there: "Is there X?", "Are there X?", "Does the image show X?",
+# "Is X present / seen / visible?". Only for these may an implicit answer ("There is no X", "Normal") decide yes/no.
+_PRESENCE_QUESTION = re.compile(
+    r"^\s*(?:(?:is|are|was|were)\s+there\b"
+    r"|(?:does|do|did)\s+(?:the|this|these)\s+(?:\w+\s+){0,2}?"
+    r"(?:show|shows|demonstrate|reveal|contain|depict|display|have|suggest|indicate)\b"
+    r"|(?:is|are|was|were)\b.*\b(?:present|seen|visible|evident|identified|noted|detected|observed)\s*\??\s*$)",
+    re.IGNORECASE | re.DOTALL,
+)
+# Answers that refuse or hedge: never read as "no" although they hold a negation ("I don't know", "not sure").
+_HEDGE = re.compile(
+    r"\b(?:know|sure|certain|uncertain|unclear|unable|cannot|can't|can not|impossible|possibl[ey]|maybe|perhaps|"
+    r"might|may|determine|tell|assess|idea|comment|answer|information|clear|applicable)\b",
+    re.IGNORECASE,
+)
+# A second clause can flip the first ("no mass, but an effusion"): such answers stay unparsed.
+_CONTRAST = re.compile(r"\b(?:but|however|although|though|except|whereas|yet)\b", re.IGNORECASE)
+# Implicit "no" to a presence question, at the start of the answer: "There is no X", "No abnormality", "No X is
+# seen", "None", "Not enlarged", "Absent", "Normal", "Unremarkable", "Without X", "Negative".
+_IMPLICIT_NO = re.compile(
+    r"^(?:there\s+(?:is|are|was|were)\s+no\b|there\s+(?:is|are|was|were)\s*n[o']t\b|no\s+\w"
+    r"|none\b|not\s+\w|absent\b|absence\s+of\b|normal\b|unremarkable\b|without\b|negative\b"
+    r"|(?:the\s+)?(?:image|scan|film|study)\s+(?:does\s+not|doesn't|shows\s+no)\b)",
+    re.IGNORECASE,
+)
+# Implicit "yes": "There is a mass", "There are two nodules", with no negation anywhere in the answer.
+_IMPLICIT_YES = re.compile(r"^there\s+(?:is|are|was|were)\s+(?!no\b|not\b|n't\b)\w", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:no|not|none|without|absent|normal|negative|never)\b|n't\b", re.IGNORECASE)
+
+
+def is_presence_question(question: str | None) -> bool:
+    """True for questions asking whether something is there ("Is there X?", "Does the image show X?").
+
+    >>> is_presence_question("Is there a pleural effusion?"), is_presence_question("Is the heart enlarged?")
+    (True, False)
+    """
+    return bool(question) and bool(_PRESENCE_QUESTION.match(question))
+
+
+def _implicit_yes_no(answer: str, question: str) -> str | None:
+    """Yes/no implied by an answer to a presence or property question, or None when it cannot be told safely."""
+    low = unicodedata.normalize("NFKC", answer).strip().lower().strip(" \t\n.!,:;*\"'`()[]")
+    if not low or _HEDGE.search(low) or _CONTRAST.search(low):
+        return None
+    q = question.lower()
+    presence = is_presence_question(question)
+    if presence and _IMPLICIT_NO.match(low):
+        # "Normal" answers "is there a lesion?", but not "is there a normal ...?" (it would echo the question).
+        if low.startswith("normal") and "normal" in q:
+            return None
+        return "no"
+    # "Is the heart enlarged?" -> "Not enlarged": "not" followed by a word of the question.
+    negated = re.match(r"^(?:it\s+is\s+|it's\s+|they\s+are\s+)?not\s+(\w+)", low)
+    if negated and re.search(rf"\b{re.escape(negated.group(1))}\b", q):
+        return "no"
+    if presence and _IMPLICIT_YES.match(low) and not _NEGATION.search(low):
+        return "yes"
+    return None
+
+
+def extract_yes_no(text: str | None, question: str | None = None) -> str | None:
     """``"yes"``, ``"no"`` or None.
 
     Word boundaries only ("not", "abnormal", "normal", "know" are not "no"). A leading "no" counts only as the answer
     word ("No.", "No, ...", "no" alone), not as the determiner in "no abnormality", which answers "yes" to "is the
-    lung normal?" and "no" to "is there an abnormality?": that depends on the question, so it stays unparsed. Chinese:
+    lung normal?" and "no" to "is there an abnormality?": without the ``question`` it stays unparsed. Chinese:
     是 / 否 / 不是 / 有 / 没有 (SLAKE zh). Both a yes and a no answer word -> None.
+
+    With the ``question``, implicit answers are decided where the question makes them unambiguous:
+
+    - a presence question ("Is there X?", "Are there ...", "Does the image show X?", "Is X present?") is answered
+      "no" by "There is no X", "No abnormality", "None", "Not seen", "Absent", "Normal", and "yes" by "There is a
+      X" (no negation anywhere);
+    - "Is X <adjective>?" is answered "no" by "Not <adjective>";
+    - hedges ("I don't know", "not sure", "cannot be determined") and answers with a contrast ("no mass, but ...")
+      stay unparsed; "abnormal" is never "no".
 
     >>> extract_yes_no("Yes, there is a mass.")
     'yes'
@@ -269,6 +362,10 @@ def extract_yes_no(text: str | None) -> str | None:
     True
     >>> extract_yes_no("是")
     'yes'
+    >>> extract_yes_no("There is no effusion.", question="Is there a pleural effusion?")
+    'no'
+    >>> extract_yes_no("I don't know.", question="Is there a pleural effusion?") is None
+    True
     """
     final = extract_final_answer(text)
     if not final:
@@ -288,6 +385,8 @@ def extract_yes_no(text: str | None) -> str | None:
     no = bool(re.search(r"\bno\b(?!\s*[a-z0-9\-])", low))
     if yes != no:
         return "yes" if yes else "no"
+    if question and not (yes or no):
+        return _implicit_yes_no(clean, question)
     return None
 
 
@@ -346,12 +445,13 @@ def _gold_letter(gold: str, options: Sequence[str] | None) -> str:
 
 
 def score_answer(
-    prediction: str | None, gold: str, kind: str, options: Sequence[str] | None = None
+    prediction: str | None, gold: str, kind: str, options: Sequence[str] | None = None, question: str | None = None
 ) -> AnswerMatch:
     """Extract the answer of ``kind`` from ``prediction`` and compare it with ``gold``.
 
     - ``multiple_choice``: letter via :func:`extract_choice`; gold is a letter (or the text of one option);
-    - ``yes_no``: via :func:`extract_yes_no`; gold "yes"/"no" (or 是/否);
+    - ``yes_no``: via :func:`extract_yes_no` (given the ``question``, implicit answers to presence questions are
+      read too); gold "yes"/"no" (or 是/否);
     - ``closed`` / ``open`` / ``caption``: normalised exact match of :func:`extract_final_answer`; parsed when
       non-empty. (Open answers get token F1 and the optional judge in the harness on top of this.)
 
@@ -366,7 +466,7 @@ def score_answer(
         gold_yn = extract_yes_no(gold)
         if gold_yn is None:
             raise ValueError(f"Yes/no gold answer {gold!r} is not yes/no (or 是/否); check the benchmark's `kind`.")
-        extracted = extract_yes_no(prediction)
+        extracted = extract_yes_no(prediction, question)
         return AnswerMatch(extracted, extracted == gold_yn, extracted is not None)
     if kind in TEXT_KINDS:
         extracted = extract_final_answer(prediction)

@@ -41,7 +41,7 @@ __all__ = ["EvalConfig", "build_messages", "read_predictions", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
 
-PARSER_VERSION = 1  # bump when infimed.evaluation.answers changes what it extracts
+PARSER_VERSION = 2  # bump when infimed.core.answers changes what it extracts (2: question-aware yes/no)
 
 
 @dataclass

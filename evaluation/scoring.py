@@ -27,7 +27,7 @@ def score_item(
 ) -> dict:
     """One ``predictions.jsonl`` record (without the prompt): extraction, correctness and open-answer metrics."""
     prediction = prediction or ""
-    match = score_answer(prediction, item.answer, item.kind, item.options or None)
+    match = score_answer(prediction, item.answer, item.kind, item.options or None, question=item.question)
     record = {
         "id": item.id,
         "benchmark": item.benchmark,

@@ -203,3 +203,78 @@ def test_score_answer_errors_name_the_problem():
         score_answer("A", "pancreas", "multiple_choice", OPTIONS)
     with pytest.raises(ValueError, match="maybe"):
         score_answer("yes", "maybe", "yes_no")
+
+
+PRESENCE = "Is there a pleural effusion?"
+
+
+@pytest.mark.parametrize(
+    "question, text, expected",
+    [
+        (PRESENCE, "There is no pleural effusion.", "no"),
+        ("Are there any fractures?", "There are no fractures.", "no"),
+        ("Is there an abnormality?", "No abnormality", "no"),
+        ("Is there an abnormality?", "No abnormality is seen.", "no"),
+        ("Does the image show a mass?", "No mass is seen in the image.", "no"),
+        ("Does this CT show free air?", "None", "no"),
+        ("Is there cardiomegaly?", "Not enlarged", "no"),
+        ("Is the heart enlarged?", "Not enlarged", "no"),
+        (PRESENCE, "Normal", "no"),
+        (PRESENCE, "<answer>Absent</answer>", "no"),
+        ("Is a pneumothorax present?", "No pneumothorax.", "no"),
+        (PRESENCE, "There is a small left pleural effusion.", "yes"),
+        (PRESENCE, "Yes", "yes"),  # explicit answers keep their old reading
+        (PRESENCE, "No.", "no"),
+    ],
+)
+def test_yes_no_implicit_answers_to_presence_questions(question, text, expected):
+    assert extract_yes_no(text, question=question) == expected
+    gold_match = score_answer(text, expected, "yes_no", question=question)
+    assert gold_match.correct and gold_match.parsed
+
+
+@pytest.mark.parametrize(
+    "question, text",
+    [
+        (PRESENCE, "I don't know."),  # a hedge holds a negation, but is no answer
+        (PRESENCE, "Not sure"),
+        (PRESENCE, "No idea"),
+        (PRESENCE, "It cannot be determined from this image."),
+        (PRESENCE, "abnormal"),  # "abnormal" is not "no"
+        (PRESENCE, "Abnormal findings"),
+        (PRESENCE, "No effusion, but there is a consolidation."),  # a contrast can flip the first clause
+        (PRESENCE, "There may be a small effusion."),
+        ("Is there a normal heart shadow?", "Normal"),  # echoes the question: not a denial
+        ("Is the lung normal?", "No abnormality"),  # not a presence question: stays unparsed
+        ("What organ is shown?", "There is no liver"),  # not a yes/no question
+        (PRESENCE, "Not clear"),  # "not" before a hedge word
+        (PRESENCE, "Not applicable"),
+    ],
+)
+def test_yes_no_implicit_answers_never_guess(question, text):
+    assert extract_yes_no(text, question=question) is None
+
+
+def test_yes_no_without_question_keeps_its_old_reading():
+    for text in ("There is no pleural effusion.", "No abnormality", "Normal", "Not enlarged"):
+        assert extract_yes_no(text) is None
+        assert not score_answer(text, "no", "yes_no").parsed
+
+
+@pytest.mark.parametrize(
+    "text, kind, gold, options, expected",
+    [
+        ("the organ is \\boxed{liver", "open", "liver", None, "liver"),  # cut off inside the box
+        ("\\boxed{B", "multiple_choice", "B", ["x", "y", "z"], "B"),
+        ("The answer is b because the lungs are clear.", "multiple_choice", "B", ["x", "y", "z"], "B"),
+        ("The answer is no, since the costophrenic angles are sharp.", "yes_no", "no", None, "no"),
+    ],
+)
+def test_cut_off_box_and_answer_with_reason(text, kind, gold, options, expected):
+    match = score_answer(text, gold, kind, options)
+    assert match.parsed and match.correct and normalize_answer(match.extracted) == normalize_answer(expected)
+
+
+def test_cut_off_box_needs_the_box_at_the_end():
+    assert extract_final_answer("\\boxed{\\frac{1}{2} is wrong") != "\\frac{1}{2} is wrong"
+    assert extract_final_answer("the boxed region shows a mass") == "the boxed region shows a mass"
