@@ -84,11 +84,20 @@ def test_mmmu_random_option():
     assert [r["compat"]["extracted"] for r in again] == [r["compat"]["extracted"] for r in records]  # seeded
 
 
-@pytest.mark.parametrize("prediction", ["abnormal", "I don't know", "not present", "no abnormality"])
+@pytest.mark.parametrize("prediction", ["abnormal", "I don't know", "not sure", "no idea"])
 def test_substring_yes_no(prediction):
     [rec] = scored([yn(answer="no")], [prediction], compat=True)
     assert not rec["correct"] and not rec["parsed"]
     assert rec["compat"]["correct"]  # "no" in "abnormal" / "know" / "not"
+
+
+@pytest.mark.parametrize("prediction", ["not present", "no abnormality", "There is no fracture.", "Normal"])
+def test_presence_question_decides_implicit_no(prediction):
+    # The scorer is given the item's question ("Is there a fracture?"), so an implied "no" is read, and is right
+    [rec] = scored([yn(answer="no")], [prediction])
+    assert rec["parsed"] and rec["correct"] and rec["extracted"] == "no"
+    [wrong] = scored([yn(answer="yes")], [prediction])
+    assert wrong["parsed"] and not wrong["correct"]
 
 
 def test_open_accuracy_divided_twice():
