@@ -8,19 +8,31 @@ the type's summary figures) is a `StageType`; `infimed.training.recipe.STAGE_TYP
 Every stage loads the previous checkpoint, sets its visual tokens (`num_image_tokens`, on the model config and the
 processor, once) and its trainable modules, and saves a full checkpoint (LoRA merged) with its processor, so all
 stages hand over checkpoints the same way. Uploading a stage's output is the caller's job (`infimed train`).
+
+With `resume=True` a stage continues from its newest *complete* `checkpoint-*` (`last_checkpoint`); cut ones are
+logged and removed. A stage whose checkpoint has already reached its step budget is not trained again: its weights
+are loaded, saved and summarised (see docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import json
 import logging
 import os
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from safetensors import safe_open
+
 from infimed.core.config import config_from_dict
+from infimed.core.errors import InfiMedError
 from infimed.core.datasets import as_image_list, load_hub, load_local
 from infimed.data.mixing import MixSource, mix_sources
 
@@ -28,13 +40,16 @@ from .image_tokens import set_num_image_tokens
 from .modules import set_trainable
 
 __all__ = [
+    "CheckpointWriteError",
     "StageType",
+    "checkpoint_problem",
     "last_checkpoint",
     "load_stage_datasets",
     "load_stage_model",
     "lora_config",
     "run_stage",
     "save_stage_output",
+    "stage_train_loss",
     "trainer_config",
 ]
 
@@ -53,6 +68,15 @@ STAGE_TRAINER_DEFAULTS = {
 }
 # Columns training reads; the others are dropped before mixing (sources are concatenated).
 _TRAINING_COLUMNS = ("id", "images", "messages", "prompt", "completion", "answer", "kind", "options", "question")
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+# What a failed write looks like: errno values of a full or read-only disk, and torch.save's C++ writer messages
+# (`inline_container.cc: PytorchStreamWriter failed writing file`), which carry no errno.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+_WRITE_MESSAGES = ("No space left on device", "Disk quota exceeded", "PytorchStreamWriter failed", "file write failed")
+
+
+class CheckpointWriteError(InfiMedError, OSError):
+    """Saving a checkpoint or a stage's output failed (full disk, quota, read-only folder); names folder and space."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +126,88 @@ def trainer_config(stage, recipe, stage_type: StageType, output_dir: str):
     return config_from_dict(stage_type.config_class, values, f"stage {stage.name!r}")
 
 
-def last_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-*` folder in `output_dir` (what `--resume` continues from), or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+def checkpoint_problem(folder: str) -> str | None:
+    """Why the `checkpoint-*` folder cannot be resumed from (a save cut short), or None when it is complete.
 
-    return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    Complete means: `trainer_state.json` parses, every weights file (`model.safetensors`, the shards of
+    `model.safetensors.index.json`, or a PEFT `adapter_model.safetensors`) has a readable safetensors header that
+    covers the file, and the optimizer and scheduler states exist.
+    """
+    try:
+        with open(os.path.join(folder, "trainer_state.json")) as f:
+            json.load(f)
+    except FileNotFoundError:
+        return "no trainer_state.json"
+    except (OSError, ValueError) as err:
+        return f"trainer_state.json does not parse ({err})"
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.exists(index):
+        try:
+            with open(index) as f:
+                weights = sorted(set(json.load(f)["weight_map"].values()))
+        except (OSError, ValueError, KeyError) as err:
+            return f"model.safetensors.index.json does not parse ({err})"
+    else:
+        names = ("model.safetensors", "adapter_model.safetensors")
+        weights = [n for n in names if os.path.exists(os.path.join(folder, n))]
+        if not weights:
+            return "no model.safetensors (or adapter_model.safetensors)"
+    for name in weights:
+        try:
+            with safe_open(os.path.join(folder, name), "pt") as f:
+                f.keys()
+        except Exception as err:  # SafetensorError (a cut file) derives from Exception only
+            return f"{name} does not load ({err})"
+    if not any(os.path.exists(os.path.join(folder, n)) for n in ("optimizer.pt", "optimizer.bin")):
+        return "no optimizer state (optimizer.pt)"
+    if not os.path.exists(os.path.join(folder, "scheduler.pt")):
+        return "no scheduler state (scheduler.pt)"
+    return None
+
+
+def last_checkpoint(output_dir: str, skipped: dict[str, str] | None = None) -> str | None:
+    """The newest complete `checkpoint-*` folder in `output_dir` (what `--resume` continues from), or None.
+
+    Each newer, incomplete one is logged with the reason (`checkpoint_problem`) and recorded in `skipped`
+    (folder -> reason) when given.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    numbered = [(int(m.group(1)), name) for name in os.listdir(output_dir)
+                if (m := _CHECKPOINT.fullmatch(name)) and os.path.isdir(os.path.join(output_dir, name))]
+    for _, name in sorted(numbered, reverse=True):
+        folder = os.path.join(output_dir, name)
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        logger.warning("Skipping checkpoint %s: %s (a save cut short); trying the one before it.", folder, problem)
+        if skipped is not None:
+            skipped[folder] = problem
+    return None
+
+
+def _free_space(path: str) -> str:
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        return f"{shutil.disk_usage(path or '.').free / 2**30:.2f} GiB"
+    except OSError:
+        return "unknown space"
+
+
+@contextlib.contextmanager
+def _writing(folder: str):
+    """Turn a failed write under `folder` (full disk, quota, read-only) into one error naming it and its free space."""
+    try:
+        yield
+    except Exception as err:  # torch.save raises RuntimeError, safetensors SafetensorError, the OS OSError
+        if getattr(err, "errno", None) not in _WRITE_ERRNOS and not any(m in str(err) for m in _WRITE_MESSAGES):
+            raise
+        raise CheckpointWriteError(
+            f"Writing to {folder} failed ({str(err).strip().splitlines()[0]}); {_free_space(folder)} free there. "
+            "Free some space (or lower the stage's `save_total_limit`), then rerun with `--resume`: it continues "
+            "from the last complete checkpoint."
+        ) from err
 
 
 def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
@@ -193,8 +294,45 @@ def save_stage_output(model, processor, output_dir: str) -> None:
     """Write a full checkpoint (adapters merged) with its processor to `output_dir`."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+    with _writing(output_dir):
+        model.save_pretrained(output_dir)
+        processor.save_pretrained(output_dir)
+
+
+def stage_train_loss(log_history: list[dict], resumed_at: int, resumed_loss: float | None, last_step: int):
+    """Mean training loss per step over the whole stage, also when it was resumed at step `resumed_at`.
+
+    Steps up to `resumed_at` count with the losses logged before the cut (each `loss` entry covers the steps since
+    the previous one, as the Trainer logs them); the steps after it with the Trainer's own mean (`resumed_loss`).
+    """
+    total, covered, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and previous < entry.get("step", 0) <= resumed_at:
+            total += entry["loss"] * (entry["step"] - previous)
+            covered, previous = covered + entry["step"] - previous, entry["step"]
+    after = last_step - resumed_at
+    if after > 0 and resumed_loss is not None:
+        total, covered = total + resumed_loss * after, covered + after
+    return total / covered if covered else resumed_loss
+
+
+def _resume_point(output_dir: str, args) -> tuple[str | None, Any]:
+    """The checkpoint to resume from (cut ones removed, with a log line) and its `TrainerState`, or (None, None)."""
+    from transformers import TrainerState
+
+    skipped: dict[str, str] = {}
+    checkpoint = last_checkpoint(output_dir, skipped)
+    for folder in skipped:  # removed, so the Trainer's rotation never keeps a cut folder in place of a good one
+        shutil.rmtree(folder, ignore_errors=True)
+    if checkpoint is None:
+        return None, None
+    return checkpoint, TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+
+
+def _finished(state, args) -> bool:
+    """Whether a checkpoint's state has used the stage's step budget (`max_steps`, else the epochs it computed)."""
+    budget = args.max_steps if args.max_steps > 0 else state.max_steps
+    return state.global_step >= budget > 0
 
 
 def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir: str, resume: bool) -> dict:
@@ -209,15 +347,27 @@ def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir:
     peft_config = lora_config(stage.lora, stage.trainable) if stage.lora is not None else None
     trainer = stage_type.trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                        processing_class=processor, peft_config=peft_config)
-    checkpoint = last_checkpoint(output_dir) if resume else None
-    if checkpoint:
-        logger.info("Stage %s resumes from %s", stage.name, checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    checkpoint, state = _resume_point(output_dir, args) if resume else (None, None)
+    if checkpoint and _finished(state, args):
+        # Trained to the end but not summarised (cut in the final save, or a failed push): training again would run
+        # step max_steps + 1. Load the last checkpoint's weights and state instead, then save and summarise.
+        logger.info("Stage %s already reached step %d in %s; saving it without training.", stage.name,
+                    state.global_step, checkpoint)
+        trainer._load_from_checkpoint(checkpoint)  # the Trainer's own loader: full, sharded and PEFT checkpoints
+        trainer.state = state
+        trained_loss = None
+    else:
+        if checkpoint:
+            logger.info("Stage %s resumes from %s", stage.name, checkpoint)
+        with _writing(output_dir):
+            trained_loss = trainer.train(resume_from_checkpoint=checkpoint).training_loss
     save_stage_output(trainer.model, processor, output_dir)
+    resumed_at = state.global_step if state is not None else 0
+    train_loss = stage_train_loss(trainer.state.log_history, resumed_at, trained_loss, trainer.state.global_step)
     return {
         "steps": trainer.state.global_step,
         "seconds": round(time.time() - start, 2),
-        "train_loss": result.training_loss,
+        "train_loss": train_loss,
         **stage_type.summarise(trainer, args),
         "num_image_tokens": getattr(model.config, "num_image_tokens", None),
         "trainable": stage.trainable,
