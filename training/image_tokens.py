@@ -7,9 +7,10 @@ and a reference model copied from the policy all use it, and the saved checkpoin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-__all__ = ["set_num_image_tokens"]
+__all__ = ["set_num_image_tokens", "set_pixel_bounds"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +35,25 @@ def set_num_image_tokens(model, processor, num_image_tokens: int | None, where: 
     if processor is not None:
         processor.num_image_tokens = int(num_image_tokens)
     return int(num_image_tokens)
+
+
+def set_pixel_bounds(processor, min_pixels: int | None, max_pixels: int | None, where: str = "this run") -> dict:
+    """Bound the image size of a dynamic-resolution processor (Qwen2.5-VL: `size.shortest_edge`/`longest_edge` are
+    its min/max pixels), which bounds its visual tokens per image. Returns the bounds applied (logged when ignored)."""
+    wanted = {k: v for k, v in (("shortest_edge", min_pixels), ("longest_edge", max_pixels)) if v is not None}
+    if not wanted:
+        return {}
+    image_processor = getattr(processor, "image_processor", None)
+    size = getattr(image_processor, "size", None)
+    if image_processor is None or getattr(image_processor, "merge_size", None) is None or size is None:
+        logger.warning("`min_pixels`/`max_pixels` are ignored (set by %s): %s has fixed-size images.", where,
+                       type(image_processor or processor).__name__)
+        return {}
+    low = wanted.get("shortest_edge", size["shortest_edge"])
+    high = wanted.get("longest_edge", size["longest_edge"])
+    if low > high:
+        raise ValueError(f"{where}: `min_pixels` ({low}) is larger than `max_pixels` ({high}) of the processor.")
+    # A new size (transformers' `SizeDict` is a dataclass; older releases use a plain dict), saved with the processor.
+    image_processor.size = (dataclasses.replace(size, shortest_edge=low, longest_edge=high)
+                            if dataclasses.is_dataclass(size) else {**size, "shortest_edge": low, "longest_edge": high})
+    return {"min_pixels": low, "max_pixels": high}

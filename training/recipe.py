@@ -119,6 +119,13 @@ class StageSpec:
     num_image_tokens: int | None = field(
         default=None, metadata={"help": "Visual tokens per image in this stage (saved with the stage's checkpoint)."}
     )
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "Dynamic-resolution models (Qwen2.5-VL): fewest pixels an image is resized to."}
+    )
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Dynamic-resolution models (Qwen2.5-VL): most pixels an image is resized to "
+                                        "(bounds visual tokens per image: pixels / (14*14*4) for Qwen2.5-VL)."}
+    )
     trainable: list[str] = field(
         default_factory=lambda: ["projector", "llm"],
         metadata={"help": "Module groups that train: vision, projector, llm (vision frozen unless listed)."},
@@ -143,6 +150,11 @@ class StageSpec:
             raise ValueError(f"`trainable` must list some of {list(MODULE_GROUPS)}, got {self.trainable}.")
         if self.num_image_tokens is not None and self.num_image_tokens < 1:
             raise ValueError(f"`num_image_tokens` must be positive, got {self.num_image_tokens}.")
+        for key in ("min_pixels", "max_pixels"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"`{key}` must be positive, got {getattr(self, key)}.")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise ValueError(f"`min_pixels` ({self.min_pixels}) is larger than `max_pixels` ({self.max_pixels}).")
         if self.push_to_hub is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.push_to_hub):
             raise ValueError(f"`push_to_hub` must look like `ORG/NAME`, got {self.push_to_hub!r}.")
 

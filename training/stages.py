@@ -36,7 +36,7 @@ from infimed.core.errors import InfiMedError
 from infimed.core.datasets import as_image_list, load_hub, load_local
 from infimed.data.mixing import MixSource, mix_sources
 
-from .image_tokens import set_num_image_tokens
+from .image_tokens import set_num_image_tokens, set_pixel_bounds
 from .modules import set_trainable
 
 __all__ = [
@@ -225,6 +225,7 @@ def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
     )
     processor = AutoProcessor.from_pretrained(init_model, trust_remote_code=recipe.trust_remote_code)
     set_num_image_tokens(model, processor, stage.num_image_tokens, f"Stage {stage.name!r}")
+    set_pixel_bounds(processor, stage.min_pixels, stage.max_pixels, f"Stage {stage.name!r}")
     counts = set_trainable(model, stage.trainable)
     return model, processor, counts
 
