@@ -51,11 +51,16 @@ _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class ChatResult:
-    """The answer to one request: ``text`` on success, ``error`` (a one-line reason) on failure."""
+    """The answer to one request: ``text`` on success, ``error`` (a one-line reason) on failure.
+
+    ``finish_reason`` is the server's (``"stop"``, ``"length"`` when the token limit cut the answer); None when
+    unknown (a cached or local answer).
+    """
 
     text: str | None
     error: str | None = None
     cached: bool = False
+    finish_reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -245,11 +250,12 @@ class OpenAIChatClient(ChatClient):
             try:
                 payload = json.loads(raw)
                 text = payload["choices"][0]["message"]["content"]
+                finish_reason = payload["choices"][0].get("finish_reason")
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 return ChatResult(text=None, error=f"malformed response ({type(exc).__name__}): {raw[:200]!r}")
             if not isinstance(text, str):
                 return ChatResult(text=None, error=f"response has no text content: {raw[:200]!r}")
-            return ChatResult(text=text)
+            return ChatResult(text=text, finish_reason=finish_reason)
         return ChatResult(text=None, error=f"gave up after {self.max_retries + 1} attempts; last: {error}")
 
     def _complete_uncached(self, requests: list[list[dict]], params: dict) -> list[ChatResult]:

@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from infimed.core.generation import generate_batch
+from infimed.core.llm_client import image_part
+from infimed.core.tasks import OPEN_KINDS
 from infimed.processing.image_io import load_image
 
 __all__ = [
-    "GenerationOptions", "GenerationRequest", "PredictionCache", "batched_generate", "image_digest", "model_fingerprint",
+    "GenerationOptions", "GenerationRequest", "PredictionCache", "batched_generate", "endpoint_generate",
+    "image_digest", "model_fingerprint", "token_budget",
 ]
 
 logger = logging.getLogger(__name__)
@@ -40,9 +43,9 @@ class GenerationOptions:
         default=8, metadata={"help": "Items per `generate` call. 8 keeps a 1.7B model with 729-token images well "
                                      "inside 24 GB; raise it on larger GPUs."}
     )
-    max_new_tokens: int = field(
-        default=64, metadata={"help": "Generated tokens per item. 64 covers a letter, yes/no or a short phrase; use "
-                                      "`--reasoning` with 1024 or more for chain-of-thought answers."}
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Generated tokens per item (None: by question kind and protocol, see "
+                                        "`token_budget`). Items that hit the limit are counted as `truncated`."}
     )
     num_image_tokens: int | None = field(
         default=None, metadata={"help": "Visual tokens per image for InfiMed models (default: the checkpoint's)."}
@@ -57,8 +60,33 @@ class GenerationOptions:
 
     def __post_init__(self):
         for name in ("batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+
+
+# Default token budgets. A letter, yes/no or a short phrase fits in 64 tokens; a free-text answer in 256; a
+# <think> trace of a 3B reasoning model on these benchmarks runs to a few hundred, rarely past 2,000, tokens (4096
+# leaves room); MedEvalKit generates up to 8192 (its `max_new_tokens` default), so its protocol uses that.
+SHORT_ANSWER_TOKENS = 64
+OPEN_ANSWER_TOKENS = 256
+REASONING_TOKENS = 4096
+MEDEVALKIT_TOKENS = 8192
+
+
+def token_budget(kinds, *, reasoning: bool = False, protocol: str = "default") -> int:
+    """New tokens per item for a benchmark whose items have these ``kinds`` (the largest any of them needs).
+
+    >>> token_budget(["yes_no", "multiple_choice"]), token_budget(["yes_no", "open"])
+    (64, 256)
+    >>> token_budget(["yes_no"], reasoning=True), token_budget(["yes_no"], protocol="medevalkit")
+    (4096, 8192)
+    """
+    if protocol == "medevalkit":
+        return MEDEVALKIT_TOKENS
+    if reasoning:
+        return REASONING_TOKENS
+    return max((OPEN_ANSWER_TOKENS if kind in OPEN_KINDS else SHORT_ANSWER_TOKENS for kind in kinds),
+               default=SHORT_ANSWER_TOKENS)
 
 
 @dataclass
@@ -71,7 +99,9 @@ class GenerationRequest:
 
 
 class PredictionCache:
-    """Append-only JSON-lines cache ``{"key", "prediction"}``.
+    """Append-only JSON-lines cache ``{"key", "prediction"[, "truncated"]}``.
+
+    ``truncated`` marks a generation that stopped at the token limit, so a resumed run still counts it.
 
     A torn line (the run was killed mid-write) is skipped, counted in ``torn_lines`` and logged; the next append
     starts on a new line, so the torn tail never swallows the entry written after it.
@@ -80,6 +110,7 @@ class PredictionCache:
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path else None
         self.entries: dict[str, str] = {}
+        self.truncated: set[str] = set()
         self.torn_lines = 0
         self._ends_mid_line = False
         if self.path and self.path.exists():
@@ -89,6 +120,8 @@ class PredictionCache:
                 try:
                     entry = json.loads(line.decode("utf-8"))
                     self.entries[entry["key"]] = entry["prediction"]
+                    if entry.get("truncated"):
+                        self.truncated.add(entry["key"])
                 except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
                     self.torn_lines += 1
             if self.torn_lines:
@@ -101,9 +134,17 @@ class PredictionCache:
     def get(self, key: str) -> str | None:
         return self.entries.get(key)
 
-    def put_many(self, pairs: list[tuple[str, str]]) -> None:
-        for key, prediction in pairs:
+    def is_truncated(self, key: str) -> bool:
+        """Whether the cached generation for ``key`` stopped at the token limit."""
+        return key in self.truncated
+
+    def put_many(self, pairs: list[tuple]) -> None:
+        """Store ``(key, prediction)`` or ``(key, prediction, truncated)`` entries."""
+        pairs = [(p[0], p[1], bool(p[2]) if len(p) > 2 else False) for p in pairs]
+        for key, prediction, truncated in pairs:
             self.entries[key] = prediction
+            if truncated:
+                self.truncated.add(key)
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +152,9 @@ class PredictionCache:
             if self._ends_mid_line:
                 f.write("\n")
                 self._ends_mid_line = False
-            for key, prediction in pairs:
-                f.write(json.dumps({"key": key, "prediction": prediction}, ensure_ascii=False) + "\n")
+            for key, prediction, truncated in pairs:
+                entry = {"key": key, "prediction": prediction, **({"truncated": True} if truncated else {})}
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
@@ -176,12 +218,16 @@ def _prepare_images(images: list[Any], options: GenerationOptions) -> list:
     return loaded
 
 
+def _budget(options: GenerationOptions) -> int:
+    return options.max_new_tokens or SHORT_ANSWER_TOKENS
+
+
 def _generate_or_isolate(model, processor, runnable, images, options, errors) -> list[str | None]:
     """The batch's answers; if the batch fails (one malformed item, out of memory), each item alone, so one bad
     item costs only itself. Failures are counted in ``errors`` by exception type."""
     try:
         return generate_batch(model, processor, [r.messages for _, r in runnable], images,
-                              max_new_tokens=options.max_new_tokens, num_image_tokens=options.num_image_tokens)
+                              max_new_tokens=_budget(options), num_image_tokens=options.num_image_tokens)
     except (ValueError, RuntimeError) as exc:
         if len(runnable) == 1:
             reason = f"generation error ({type(exc).__name__})"
@@ -209,6 +255,8 @@ def batched_generate(
 
     An item whose images cannot be loaded gets ``None`` and is counted under ``"image error"``; the rest of its
     batch still runs. Items with more than ``max_images`` images keep the first ones (counted, with one warning).
+    A generation as long as the token budget (its text re-tokenized) stopped at the limit: ``cache`` marks it
+    truncated (``cache.is_truncated(key)``).
     """
     from tqdm.auto import tqdm
 
@@ -261,7 +309,8 @@ def batched_generate(
                 if request.key in cache:
                     text = cache.get(request.key)  # keep what an earlier run wrote (identical under greedy decoding)
                 else:
-                    fresh.append((request.key, text))
+                    hit_limit = len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= _budget(options)
+                    fresh.append((request.key, text, hit_limit))
                 results[i] = text
             cache.put_many(fresh)
         bar.update(len(batch))
@@ -308,3 +357,72 @@ def _drop_image_parts(messages: list[dict], keep: int) -> list[dict]:
             message = {**message, "content": parts}
         out.append(message)
     return out
+
+
+def _openai_messages(messages: list[dict], images: list) -> list[dict]:
+    """TRL-style messages (``{"type": "image"}`` placeholders) -> OpenAI messages with the images inline, in order."""
+    pending, out = iter(images), []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [image_part(next(pending)) if part.get("type") == "image" else part for part in content]
+        out.append({**message, "content": content})
+    return out
+
+
+def endpoint_generate(
+    client: Any,
+    requests: list[GenerationRequest],
+    options: GenerationOptions,
+    *,
+    cache: PredictionCache | None = None,
+    desc: str = "endpoint",
+    progress: bool = True,
+) -> tuple[list[str | None], dict[str, int]]:
+    """Predictions for ``requests`` from a served model (an ``infimed.core.llm_client`` client), like
+    :func:`batched_generate`: same images (``max_images``, ``max_image_side``), greedy, ``max_new_tokens`` sent as
+    ``max_tokens``; concurrency and bounded retries are the client's. Requests go out in chunks, each written to
+    ``cache`` as it returns, so a killed run resumes where it stopped. A failed request is ``None``, counted under
+    ``"endpoint error"``; a reply the server ended for ``length`` is marked truncated in ``cache``.
+    """
+    from tqdm.auto import tqdm
+
+    cache = cache if cache is not None else PredictionCache(None)
+    errors: dict[str, int] = {}
+    results: list[str | None] = [cache.get(r.key) for r in requests]
+    todo = [i for i, r in enumerate(requests) if r.key not in cache]
+    # Enough requests in flight to keep the client's worker pool busy; a chunk is also the unit written to the cache.
+    chunk = 4 * max(1, getattr(client, "max_concurrency", 1))
+    bar = tqdm(total=len(requests), desc=desc, disable=not progress, initial=len(requests) - len(todo))
+    truncated_images = 0
+    for start in range(0, len(todo), chunk):
+        indices, bodies = [], []
+        for i in todo[start:start + chunk]:
+            request = requests[i]
+            wanted = request.images
+            messages = request.messages
+            if options.max_images is not None and len(wanted) > options.max_images:
+                wanted, truncated_images = wanted[: options.max_images], truncated_images + 1
+                messages = _drop_image_parts(messages, len(wanted))
+            try:
+                bodies.append(_openai_messages(messages, _prepare_images(wanted, options)))
+            except (ValueError, OSError) as exc:
+                errors["image error"] = errors.get("image error", 0) + 1
+                logger.warning("Item %s skipped: %s", request.key, exc)
+                continue
+            indices.append(i)
+        answers = client.complete(bodies, temperature=0.0, max_tokens=_budget(options)) if bodies else []
+        fresh = []
+        for i, answer in zip(indices, answers):
+            if not answer.ok:
+                errors["endpoint error"] = errors.get("endpoint error", 0) + 1
+                logger.warning("Item %s failed: %s", requests[i].key, answer.error)
+                continue
+            results[i] = answer.text.strip()
+            fresh.append((requests[i].key, results[i], answer.finish_reason == "length"))
+        cache.put_many(fresh)
+        bar.update(len(todo[start:start + chunk]))
+    bar.close()
+    if truncated_images:
+        errors["images truncated"] = truncated_images
+    return results, errors

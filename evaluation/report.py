@@ -41,25 +41,26 @@ def model_index(model_name: str, benchmarks: dict[str, dict], specs: dict) -> li
 
 
 def markdown_table(model_name: str, benchmarks: dict[str, dict], specs: dict) -> str:
-    """One row per benchmark: items, accuracy, closed / open accuracy, unparsed count (percentages)."""
+    """One row per benchmark: items, accuracy, closed / open accuracy (percentages), unparsed, unjudged and truncated
+    counts (truncated: generations that stopped at the token limit)."""
     lines = [
         f"### {model_name}",
         "",
-        "| benchmark | items | accuracy | closed | open | unparsed | unjudged |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| benchmark | items | accuracy | closed | open | unparsed | unjudged | truncated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in benchmarks.items():
         closed = m.get("closed", {}).get("accuracy")
         opened = m.get("open", {}).get("accuracy")
         lines.append(
             f"| {specs[name].pretty} | {m['num_items']} | {_pct(m['accuracy'])} | {_pct(closed)} | {_pct(opened)} "
-            f"| {m['unparsed']} | {m.get('unjudged', 0)} |"
+            f"| {m['unparsed']} | {m.get('unjudged', 0)} | {m.get('truncated', 0)} |"
         )
     for name, m in benchmarks.items():
         # Languages get their own rows (SLAKE en / zh), as the published tables report them.
         for lang, group in m.get("by_lang", {}).items():
             lines.append(f"| {specs[name].pretty} ({lang}) | {group['num_items']} | {_pct(group['accuracy'])} | - | - "
-                         f"| {group['unparsed']} | {group.get('unjudged', 0)} |")
+                         f"| {group['unparsed']} | {group.get('unjudged', 0)} | - |")
     kinds = {n: m for n, m in benchmarks.items() if m.get("chance")}
     if kinds:
         lines += ["", "| benchmark | kind | items | accuracy | chance |", "|---|---|---:|---:|---:|"]

@@ -11,6 +11,16 @@ Output layout::
     OUTPUT/<benchmark>/predictions.jsonl   one line per item: id, prompt, gold, prediction, extracted, correct, ...
     OUTPUT/<benchmark>/metrics.json
     OUTPUT/<benchmark>/cache.jsonl   generated predictions by cache key (a rerun resumes from it)
+
+Protocols (``--protocol``), each greedy:
+
+- ``default``: our prompts and scoring; new tokens by question kind (64 for short answers, 256 for open ones);
+- ``medevalkit``: MedEvalKit's run: up to 8192 new tokens, at most 6 images per item, its prompts and, beside ours,
+  its scoring (``medevalkit_compat``);
+- ``reasoning``: for ``<think>``/``<answer>`` models: reasoning prompts and 4096 new tokens.
+
+A generation that stops at the token limit is counted per benchmark (``truncated``), never silently scored.
+Served models (``--endpoint URL --served-model NAME``: vLLM, SGLang, TGI) get the same prompts, cache and scoring.
 """
 
 from __future__ import annotations
@@ -20,9 +30,9 @@ import json
 import logging
 import platform
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from infimed.core.endpoints import EndpointConfig, make_client
 from infimed.core.errors import InputFileError
@@ -31,16 +41,19 @@ from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
 from .benchmarks import BENCHMARKS, LoadedBenchmark, load_benchmark, resolve_benchmark_names
 from .generation import (
-    GenerationOptions, GenerationRequest, PredictionCache, batched_generate, image_digest, model_fingerprint,
+    GenerationOptions, GenerationRequest, PredictionCache, batched_generate, endpoint_generate, image_digest,
+    model_fingerprint, token_budget,
 )
 from .items import EvalItem
-from .prompts import build_prompt, template_identity
+from .prompts import build_prompt, prompt_images, template_identity
 from .scoring import aggregate_metrics, score_item
 
-__all__ = ["EvalConfig", "build_messages", "read_predictions", "run_evaluation"]
+__all__ = ["PROTOCOLS", "EvalConfig", "build_messages", "read_predictions", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
 
+PROTOCOLS = ("default", "medevalkit", "reasoning")
+MEDEVALKIT_MAX_IMAGES = 6  # MedEvalKit's `max_image_num`
 PARSER_VERSION = 2  # bump when infimed.core.answers changes what it extracts (2: question-aware yes/no)
 
 
@@ -69,6 +82,20 @@ class EvalConfig:
     medevalkit_compat: bool = field(
         default=False, metadata={"help": "Also report MedEvalKit's scoring (its known faults) beside the correct one."}
     )
+    protocol: Literal["default", "medevalkit", "reasoning"] = field(
+        default="default", metadata={"help": "default | medevalkit (greedy, 8192 new tokens, at most 6 images, its "
+                                             "prompts and scoring) | reasoning (<think>/<answer> models)."}
+    )
+    endpoint: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible server to evaluate (vLLM, SGLang, TGI), e.g. "
+                                        "http://localhost:8000/v1; needs `--served-model`."}
+    )
+    served_model: str | None = field(default=None, metadata={"help": "Model name at `--endpoint`."})
+    # 8 requests in flight keep one vLLM replica's batch full; its scheduler batches them further.
+    endpoint_concurrency: int = field(default=8, metadata={"help": "Requests in flight at `--endpoint`."})
+    endpoint_retries: int = field(default=3, metadata={"help": "Retries per request (connection errors, 429/5xx)."})
+    # 600 s: 8192 tokens at ~20 tokens/s on a loaded server.
+    endpoint_timeout: float = field(default=600.0, metadata={"help": "Seconds per request attempt."})
     judge: EndpointConfig | None = field(
         default=None, metadata={"help": "LLM judge for open answers (None: rule-based scores only)."}
     )
@@ -82,19 +109,39 @@ class EvalConfig:
         # `--benchmarks vqa_rad,slake` arrives as one comma-separated entry
         names = self.benchmarks if isinstance(self.benchmarks, str) else ",".join(self.benchmarks)
         self.benchmarks = resolve_benchmark_names(names)
-        if self.model is None and self.predictions is None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"`protocol` must be one of {PROTOCOLS}, got {self.protocol!r}.")
+        if self.protocol == "medevalkit":
+            self.medevalkit_compat = True
+            if self.generation.max_images is None:
+                self.generation.max_images = MEDEVALKIT_MAX_IMAGES
+        elif self.protocol == "reasoning":
+            self.reasoning = True
+        sources = [name for name, value in (("model", self.model), ("endpoint", self.endpoint),
+                                            ("predictions", self.predictions)) if value is not None]
+        if not sources:
             raise ValueError(
-                "Nothing to score: give `--model` to generate predictions or `--predictions FILE.jsonl` to score "
-                "existing ones."
+                "Nothing to score: give `--model` to generate predictions, `--endpoint URL --served-model NAME` to "
+                "ask a served model, or `--predictions FILE.jsonl` to score existing ones."
             )
+        if len(sources) > 1:
+            raise ValueError(f"Give one of `--model`, `--endpoint`, `--predictions`; got {', '.join(sources)}.")
+        if self.endpoint is not None:
+            if not self.served_model:
+                raise ValueError("`--endpoint` needs `--served-model NAME` (the name the server was started with).")
+            EndpointConfig(base_url=self.endpoint, model=self.served_model, max_retries=self.endpoint_retries,
+                           max_concurrency=self.endpoint_concurrency).check("served")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"`limit` must be positive, got {self.limit}.")
         if self.judge is not None:
             self.judge.check("judge")
 
 
-def build_messages(item: EvalItem, reasoning: bool, system_prompt: str | None) -> tuple[list[dict], str]:
-    """TRL-style chat messages for ``item`` (image parts first, then the prompt text) and the prompt text."""
+def build_messages(
+    item: EvalItem, reasoning: bool, system_prompt: str | None, prompt_set: str = "infimed"
+) -> tuple[list[dict], str]:
+    """TRL-style chat messages for ``item`` (image parts first, then the prompt text of ``prompt_set``) and the
+    prompt text."""
     if item.prompt_type == "dataset" and item.messages:
         messages = [dict(m) for m in item.messages]
         prompt = "\n".join(p.get("text", "") for m in messages if isinstance(m["content"], list)
@@ -104,8 +151,8 @@ def build_messages(item: EvalItem, reasoning: bool, system_prompt: str | None) -
             messages[-1] = {**last, "content": [*last["content"], {"type": "text", "text": DATASET_REASONING_SUFFIX}]}
             prompt += DATASET_REASONING_SUFFIX
     else:
-        prompt = build_prompt(item, reasoning)
-        content = [{"type": "image"} for _ in item.images] + [{"type": "text", "text": prompt}]
+        prompt = build_prompt(item, reasoning, prompt_set)
+        content = [{"type": "image"} for _ in prompt_images(item, prompt_set)] + [{"type": "text", "text": prompt}]
         messages = [{"role": "user", "content": content}]
     if system_prompt:
         messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, *messages]
@@ -188,7 +235,13 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     given = _read_prediction_lines(config.predictions) if config.predictions else None
-    if given is None and model is None:
+    served = None
+    if config.endpoint is not None:
+        served = make_client(EndpointConfig(
+            base_url=config.endpoint, model=config.served_model, temperature=0.0, timeout=config.endpoint_timeout,
+            max_retries=config.endpoint_retries, max_concurrency=config.endpoint_concurrency,
+        ))  # no client cache: the per-item cache below resumes a run
+    elif given is None and model is None:
         model, processor = load_for_generation(config.model, config.device)
     if given is None:
         from transformers import set_seed
@@ -196,9 +249,14 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         set_seed(config.seed)  # greedy decoding draws nothing; seeded anyway so any sampling model code is repeatable
     if judge_client is None and config.judge is not None:
         judge_client = make_client(config.judge, output / "judge_cache")
-    model_name = config.model or f"predictions:{Path(config.predictions).name}"
+    model_name = config.model or config.served_model or f"predictions:{Path(config.predictions).name}"
     fingerprint = model_fingerprint(model, config.model) if model is not None else None
+    if served is not None:
+        # The served name, not the URL: a server restarted on another host or port still resumes from the cache.
+        fingerprint = hashlib.sha256(f"served|{config.served_model}".encode()).hexdigest()[:16]
 
+    # `--medevalkit-compat` asks MedEvalKit's prompts word for word, so its scoring sees the answers it would get.
+    prompt_set = "medevalkit" if config.medevalkit_compat else "infimed"
     # Every benchmark is loaded before the first is run, so a missing or empty one fails in seconds, not hours in.
     benchmarks = {name: load_benchmark(name, data_dir=config.data_dir) for name in config.benchmarks}
     if given is not None:
@@ -207,19 +265,24 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
     for name, loaded in benchmarks.items():
         items, spec = loaded.items[: config.limit], loaded.spec  # `limit` keeps a prefix; an id past it is known
         specs[name] = spec
+        budget = config.generation.max_new_tokens or token_budget(
+            {item.kind for item in items}, reasoning=config.reasoning, protocol=config.protocol)
+        options = replace(config.generation, max_new_tokens=budget)
         bench_dir = output / name
         bench_dir.mkdir(parents=True, exist_ok=True)
         prompts, requests = [], []
         for item in items:
-            messages, prompt = build_messages(item, config.reasoning, config.system_prompt)
+            messages, prompt = build_messages(item, config.reasoning, config.system_prompt, prompt_set)
+            sent_images = prompt_images(item, prompt_set)  # MedEvalKit's MMMU sends only the first image
             prompts.append(prompt)
             # The image content is part of the key: a benchmark re-exported with new images under the same ids must
             # not be answered from the cache. (Scoring given predictions needs no key: no image is read.)
-            images = [image_digest(image) for image in item.images] if given is None else []
-            key_src = json.dumps([fingerprint, name, item.id, messages, images, asdict(config.generation)],
+            images = [image_digest(image) for image in sent_images] if given is None else []
+            key_src = json.dumps([fingerprint, name, item.id, messages, images, asdict(options)],
                                  sort_keys=True, ensure_ascii=False, default=str)
-            requests.append(GenerationRequest(hashlib.sha256(key_src.encode()).hexdigest(), messages, item.images))
+            requests.append(GenerationRequest(hashlib.sha256(key_src.encode()).hexdigest(), messages, sent_images))
         errors: dict[str, int] = {}
+        truncated = [False] * len(items)
         if given is not None:
             predictions = [given.get((name, item.id), given.get((None, item.id), (0, None)))[1] for item in items]
             missing = sum(p is None for p in predictions)
@@ -229,14 +292,24 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
                                config.predictions)
         else:
             cache = PredictionCache(bench_dir / "cache.jsonl")
-            predictions, errors = batched_generate(model, processor, requests, config.generation, cache=cache,
-                                                   desc=name, progress=config.progress)
+            if served is not None:
+                predictions, errors = endpoint_generate(served, requests, options, cache=cache, desc=name,
+                                                        progress=config.progress)
+            else:
+                predictions, errors = batched_generate(model, processor, requests, options, cache=cache, desc=name,
+                                                       progress=config.progress)
+            truncated = [cache.is_truncated(r.key) for r in requests]
+            if any(truncated):
+                logger.warning("%s: %d of %d generations stopped at the %d-token limit (counted as `truncated`); "
+                               "raise `--max_new_tokens` to let them finish.", name, sum(truncated), len(items),
+                               budget)
         rng = random.Random(config.seed)
         records = [
             score_item(item, pred, compat=config.medevalkit_compat, rng=rng) for item, pred in zip(items, predictions)
         ]
-        for record, prompt, pred in zip(records, prompts, predictions):
+        for record, prompt, pred, cut in zip(records, prompts, predictions, truncated):
             record["prompt"] = prompt
+            record["truncated"] = cut
             if pred is None:
                 record["error"] = "no prediction"
         judge_counts = None
@@ -245,6 +318,8 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         metrics = aggregate_metrics(records, items, compat=config.medevalkit_compat)
         metrics["skipped"] = loaded.skipped
         metrics["errors"] = errors
+        metrics["truncated"] = sum(truncated)
+        metrics["max_new_tokens"] = budget
         if judge_counts is not None:
             metrics["judge"] = judge_counts
         with open(bench_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
@@ -262,10 +337,14 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         "config": {**{k: v for k, v in asdict(config).items() if k != "generation"},
                    "generation": asdict(config.generation), "sources": run_info},
         "versions": _versions(),
-        "prompt": template_identity(config.reasoning, config.system_prompt),
-        "parser": {"module": "infimed.evaluation.answers", "version": PARSER_VERSION,
+        "protocol": {"name": config.protocol, "decoding": "greedy", "max_images": config.generation.max_images,
+                     "max_new_tokens": {name: m["max_new_tokens"] for name, m in all_metrics.items()},
+                     "truncated": {name: m["truncated"] for name, m in all_metrics.items()}},
+        "endpoint": {"base_url": config.endpoint, "served_model": config.served_model} if served else None,
+        "prompt": template_identity(config.reasoning, config.system_prompt, prompt_set),
+        "parser": {"module": "infimed.core.answers", "version": PARSER_VERSION, "question_aware": True,
                    "medevalkit_compat": config.medevalkit_compat},
-        "judge": judge_lib.judge_identity(judge_client) if judge_client is not None else None,
+        "judge": judge_lib.judge_identity(judge_client, config.medevalkit_compat) if judge_client is not None else None,
         "seed": config.seed,
         "model_index": model_index(model_name, all_metrics, specs),
     }
