@@ -59,7 +59,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("slake_zh", "SLAKE (zh)", "slake", "BoKelvin/SLAKE", "test", ("slake", "SLAKE"), {"lang": "zh"}),
         BenchmarkSpec("path_vqa", "PathVQA", "pathvqa", "flaviagiammarino/path-vqa", "test", ("pathvqa", "path-vqa")),
         BenchmarkSpec("pmc_vqa", "PMC-VQA", "pmc_vqa", "RadGenome/PMC-VQA", "test_2", ("pmc-vqa", "PMC-VQA")),
-        BenchmarkSpec("omnimedvqa", "OmniMedVQA", "omnimedvqa", "foreverbeliever/OmniMedVQA", None, ("OmniMedVQA",),
+        BenchmarkSpec("omnimedvqa", "OmniMedVQA", "omnimedvqa", "foreverbeliever/OmniMedVQA", None,
+                      ("OmniMedVQA", "OmniMedVQA.zip"),
                       category_keys=("question_type", "modality_type")),
         BenchmarkSpec("medxpertqa_mm", "MedXpertQA-MM", "medxpertqa_mm", "TsinghuaC3I/MedXpertQA", "test",
                       ("medxpertqa", "MedXpertQA"), category_keys=("medical_task",)),
@@ -135,7 +136,7 @@ def _record_to_item(spec: BenchmarkSpec, record: Any) -> EvalItem | str:
     answer_type = (record.answer_type or "").lower()
     category = {k: str(record.meta[k]) for k in spec.category_keys if record.meta.get(k) is not None}
     common = dict(id=str(record.id), benchmark=spec.name, question=record.question, images=list(record.images),
-                  lang=record.lang or "en")
+                  lang=record.lang or "en", source=dict(record.meta.get("source") or {}))
     if spec.reader == "slake":
         category["lang"] = record.lang or "en"
     if record.kind == QuestionKind.MULTIPLE_CHOICE:

@@ -37,6 +37,10 @@ class EvalItem:
     category: dict[str, str] = field(default_factory=dict)
     # The dataset's own user turn (TRL messages), used with prompt_type "dataset".
     messages: list[dict] | None = None
+    # The source's own strings, untouched (``question``, ``answer``, ``options``, ``context``): MedEvalKit builds its
+    # prompts and scores from these (raw PMC-VQA cells "A:MRI ", SLAKE's "Yes", OmniMedVQA's text gold, MedXpertQA's
+    # "Answer Choices" tail), so the compat prompt set and compat scoring read them instead of the cleaned fields.
+    source: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in ANSWER_KINDS:

@@ -31,7 +31,7 @@ def _read_image_qa(source: str, split: str | None, name: str) -> list[MedRecord]
                 answer=normalize_yes_no(answer) if kind == QuestionKind.YES_NO else answer.strip(),
                 kind=kind,
                 answer_type="CLOSED" if kind == QuestionKind.YES_NO else "OPEN",
-                meta={"source_index": i, "split": split},
+                meta={"source_index": i, "split": split, "source": {"question": row["question"], "answer": answer}},
             )
         )
     return records

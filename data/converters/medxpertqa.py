@@ -47,7 +47,8 @@ def read_medxpertqa_mm(source: str = "TsinghuaC3I/MedXpertQA", split: str | None
                 options=options,
                 answer=label,
                 kind=QuestionKind.MULTIPLE_CHOICE,
-                meta={k: row.get(k) for k in ("medical_task", "body_system", "question_type")},
+                meta={**{k: row.get(k) for k in ("medical_task", "body_system", "question_type")},
+                      "source": {"question": str(row.get("question", "")), "answer": label}},
             )
         )
     return records

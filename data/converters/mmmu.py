@@ -60,7 +60,10 @@ def read_mmmu(source: str = "MMMU/MMMU", split: str | None = "validation",
                     options=options,
                     answer=answer.upper() if multiple and answer.upper() in LETTERS[: len(options)] else answer,
                     kind=QuestionKind.MULTIPLE_CHOICE if multiple else QuestionKind.OPEN,
-                    meta={"subject": subject, "subfield": row.get("subfield"), "img_type": row.get("img_type")},
+                    meta={"subject": subject, "subfield": row.get("subfield"), "img_type": row.get("img_type"),
+                          "question_type": row.get("question_type"),
+                          "source": {"question": str(row.get("question", "")), "answer": row.get("answer"),
+                                     "options": options}},
                 )
             )
     return records

@@ -8,18 +8,25 @@ from __future__ import annotations
 from infimed.core.tasks import LETTERS, QuestionKind, letter_for
 
 from .records import MedRecord
-from .sources import read_json_rows, resolve_files
+from .sources import open_release, read_json_rows
 
 __all__ = ["read_omnimedvqa"]
 
 
 def read_omnimedvqa(source: str = "foreverbeliever/OmniMedVQA", split: str | None = None, access: str = "Open-access",
                     **opts) -> list[MedRecord]:
-    """All items of the ``access`` part (``split`` is unused: the benchmark is the whole open-access set)."""
-    root = resolve_files(source, [f"QA_information/{access}/*", "Images/*"])
+    """All items of the ``access`` part (``split`` is unused: the benchmark is the whole open-access set).
+
+    ``source``: the release folder, ``OmniMedVQA.zip`` (top-level ``OmniMedVQA/`` inside) or a folder holding it, or
+    the Hub id, whose repository holds only that zip.
+    """
+    root = open_release(source, "QA_information", ["OmniMedVQA.zip", "QA_information/*", "Images/*"])
     qa_dir = root / "QA_information" / access
     if not qa_dir.is_dir():
-        raise ValueError(f"{qa_dir} is not a folder; `source` must be the OmniMedVQA release root.")
+        raise ValueError(
+            f"No QA_information/{access}/ folder in {source!r} (looked in {root}); `source` must be the OmniMedVQA "
+            "release folder, its OmniMedVQA.zip, or the Hub id foreverbeliever/OmniMedVQA."
+        )
     records = []
     for file in sorted(qa_dir.glob("*.json")):
         for i, row in enumerate(read_json_rows(file)):
@@ -38,6 +45,8 @@ def read_omnimedvqa(source: str = "foreverbeliever/OmniMedVQA", split: str | Non
                         "question_type": row.get("question_type"),
                         "modality_type": row.get("modality_type", row.get("modality")),
                         "answer_matched": answer is not None,
+                        "source": {"question": str(row.get("question", "")), "answer": str(row.get("gt_answer", "")),
+                                   "options": options},
                     },
                 )
             )

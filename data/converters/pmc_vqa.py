@@ -1,6 +1,13 @@
-"""PMC-VQA (``RadGenome/PMC-VQA``): ``<split>.csv`` (``test_2.csv`` for the benchmark) with ``Figure_path``,
-``Question``, ``Answer``, ``Choice A``..``Choice D`` (texts like ``"A:CT "``) and, in the released files,
-``Answer_label`` (the letter); figures in a folder next to the CSV (``figures/``, ``images/`` or ``images_2/``)."""
+"""PMC-VQA (``RadGenome/PMC-VQA``): ``<split>.csv`` files; figures in a folder next to the CSV (``figures/``,
+``images/`` or ``images_2/``).
+
+- ``test_2.csv`` (the benchmark): ``index, Figure_path, Caption, Question, Choice A, Choice B, Choice C, Choice D,
+  Answer, split``, with ``Answer`` the letter;
+- ``train.csv`` / older files: ``Figure_path, Question, Answer`` (the text), ``Choice A``..``Choice D``,
+  ``Answer_label`` (the letter).
+
+Choice cells read like ``"A:CT "``; the bare texts become ``options`` and the cells themselves are kept, untouched, in
+``meta["source"]["options"]`` (MedEvalKit prompts and compares with the raw cells)."""
 
 from __future__ import annotations
 
@@ -37,7 +44,10 @@ def read_pmc_vqa(source: str = "RadGenome/PMC-VQA", split: str | None = "test_2"
                     options=options,
                     answer=answer or (row.get("Answer") or "").strip(),  # unmatched answers stay visible to curation
                     kind=QuestionKind.MULTIPLE_CHOICE,
-                    meta={"figure_path": row.get("Figure_path"), "answer_matched": answer is not None},
+                    meta={"figure_path": row.get("Figure_path"), "answer_matched": answer is not None,
+                          "caption": row.get("Caption"),
+                          "source": {"question": row.get("Question") or "", "answer": row.get("Answer") or "",
+                                     "options": [text for _, text in cells]}},
                 )
             )
     return records

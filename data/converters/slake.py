@@ -43,7 +43,8 @@ def read_slake(source: str = "BoKelvin/SLAKE", split: str | None = "test", lang:
                 kind=QuestionKind.YES_NO if yes_no else QuestionKind.OPEN,
                 answer_type=answer_type,
                 lang=row_lang,
-                meta={k: row[k] for k in ("img_name", "modality", "location", "content_type") if k in row},
+                meta={**{k: row[k] for k in ("img_name", "modality", "location", "content_type") if k in row},
+                      "source": {"question": str(row.get("question", "")), "answer": str(row.get("answer", ""))}},
             )
         )
     return records

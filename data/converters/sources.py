@@ -15,7 +15,9 @@ from typing import Any
 
 from infimed.core.datasets import load_table, undecoded_images
 
-__all__ = ["is_local", "load_table", "resolve_files", "read_json_rows", "find_image_root", "undecoded_images"]
+__all__ = [
+    "find_image_root", "is_local", "load_table", "open_release", "read_json_rows", "resolve_files", "undecoded_images",
+]
 
 
 def is_local(source: str | os.PathLike) -> bool:
@@ -38,6 +40,51 @@ def resolve_files(source: str, allow_patterns: list[str]) -> Path:
                 zf.extractall(root)
             marker.touch()
     return root
+
+
+def _extract_once(archive: Path) -> Path:
+    """``archive`` extracted into ``<name>.unzipped/`` beside it (once: a marker file records a complete extraction,
+    so an interrupted one is redone)."""
+    target = archive.parent / f"{archive.stem}.unzipped"
+    marker = target / ".extracted"
+    if not marker.exists():
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(target)
+        marker.touch()
+    return target
+
+
+def open_release(source: str, inner: str, allow_patterns: list[str]) -> Path:
+    """The folder of a released benchmark that holds ``inner`` (a relative path such as ``QA_information``).
+
+    ``source`` may be the release folder, a folder one level above it (a zip's top-level folder), a ``.zip`` file
+    or a folder holding one (extracted once, beside it), or a Hub dataset id (its files matching ``allow_patterns``
+    downloaded, zips extracted). Returns the best guess (``source`` itself) when ``inner`` is found nowhere, so the
+    reader's own error names what is missing.
+    """
+    path = Path(source).expanduser()
+    if path.is_file() and zipfile.is_zipfile(path):
+        root = _extract_once(path)
+    elif path.exists():
+        root = path
+    else:
+        root = resolve_files(source, allow_patterns)
+    if root.is_dir() and not (root / inner).exists():
+        for archive in sorted(root.glob("*.zip")):
+            _extract_once(archive)
+    for candidate in _release_candidates(root):
+        if (candidate / inner).exists():
+            return candidate
+    return root
+
+
+def _release_candidates(root: Path) -> list[Path]:
+    """``root``, its subfolders, and their subfolders (a zip extracted beside itself adds two levels)."""
+    if not root.is_dir():
+        return [root]
+    level1 = sorted(p for p in root.iterdir() if p.is_dir())
+    level2 = [q for p in level1 for q in sorted(p.iterdir()) if q.is_dir()]
+    return [root, *level1, *level2]
 
 
 def read_json_rows(path: str | os.PathLike) -> list[dict[str, Any]]:

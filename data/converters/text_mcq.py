@@ -4,9 +4,14 @@
   ``answer`` (text), ``meta_info``.
 - MedMCQA (``openlifescienceai/medmcqa``): ``id``, ``question``, ``opa``..``opd``, ``cop`` (0-based correct index),
   ``exp``, ``subject_name``, ``topic_name``, ``choice_type``.
-- PubMedQA (``qiaojin/PubMedQA`` ``pqa_labeled`` layout, also mirrored as ``openlifescienceai/pubmedqa``): ``pubid``,
-  ``question``, ``context`` (``{"contexts": [...], ...}`` or text), ``final_decision`` (yes/no/maybe). Three-way, so
-  it becomes ``multiple_choice`` over (yes, no, maybe) with the context paragraphs before the question.
+- PubMedQA, two layouts:
+  ``qiaojin/PubMedQA`` ``pqa_labeled``: ``pubid``, ``question``, ``context`` (``{"contexts": [...], ...}`` or text),
+  ``long_answer``, ``final_decision`` (yes/no/maybe);
+  ``openlifescienceai/pubmedqa`` (the benchmark MedEvalKit reads, split ``test``): ``{"id", "data": {"Question",
+  "Context" (list of paragraphs), "Options" ({"A": "yes", "B": "no", "C": "maybe"}), "Correct Option",
+  "Correct Answer", ...}}``.
+  Three-way, so it becomes ``multiple_choice`` over the options with the context paragraphs before the question;
+  ``meta["source"]`` keeps the raw question, context, options and gold for MedEvalKit's prompt.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 from infimed.core.tasks import LETTERS, QuestionKind, letter_for
 
 from .records import MedRecord
-from .sources import load_table
+from .sources import is_local, load_table
 
 __all__ = ["read_medqa", "read_medmcqa", "read_pubmedqa"]
 
@@ -41,7 +46,8 @@ def read_medqa(source: str = "GBaker/MedQA-USMLE-4-options", split: str | None =
                 options=options,
                 answer=answer or str(row.get("answer_idx") or ""),
                 kind=QuestionKind.MULTIPLE_CHOICE,
-                meta={"meta_info": row.get("meta_info")},
+                meta={"meta_info": row.get("meta_info"),
+                      "source": {"question": str(row.get("question", "")), "answer": str(row.get("answer_idx") or "")}},
             )
         )
     return records
@@ -79,26 +85,59 @@ def _context_text(context) -> str:
     return str(context or "")
 
 
+def _pubmedqa_labeled(row: dict, i: int) -> MedRecord:
+    decision = str(row.get("final_decision", "")).strip().lower()
+    context = _context_text(row.get("context"))
+    question = str(row.get("question", ""))
+    return MedRecord(
+        id=f"pubmedqa-{row.get('pubid', i)}",
+        images=[],
+        question=f"Context: {context}\nQuestion: {question}" if context else question,
+        options=list(PUBMEDQA_OPTIONS),
+        answer=letter_for(decision, PUBMEDQA_OPTIONS) or "",
+        kind=QuestionKind.MULTIPLE_CHOICE,
+        meta={"pubid": row.get("pubid"), "long_answer": row.get("long_answer"), "raw_question": question,
+              "source": {"question": question, "context": context, "answer": decision,
+                         "options": list(PUBMEDQA_OPTIONS)}},
+    )
+
+
+def _pubmedqa_openlifescience(row: dict, i: int) -> MedRecord:
+    data = row["data"] or {}
+    raw_options = data.get("Options") or {}
+    letters = sorted(k for k, v in raw_options.items() if v is not None)
+    options = [str(raw_options[k]) for k in letters] or list(PUBMEDQA_OPTIONS)
+    gold = str(data.get("Correct Option") or "").strip()
+    # "Correct Option" is the letter; "Correct Answer" the text (either one is enough to find the letter).
+    answer = letter_for(gold, options) or letter_for(str(data.get("Correct Answer") or ""), options) or ""
+    context = _context_text(data.get("Context"))
+    question = str(data.get("Question", ""))
+    return MedRecord(
+        id=f"pubmedqa-{row.get('id', i)}",
+        images=[],
+        question=f"Context: {context}\nQuestion: {question}" if context else question,
+        options=options,
+        answer=answer,
+        kind=QuestionKind.MULTIPLE_CHOICE,
+        meta={"raw_question": question, "long_answer": data.get("Long Answer"),
+              "source": {"question": question, "context": context, "answer": gold, "options": options}},
+    )
+
+
 def read_pubmedqa(source: str = "qiaojin/PubMedQA", split: str | None = "train", config: str | None = "pqa_labeled",
                   **opts) -> list[MedRecord]:
+    """PubMedQA items in either layout (decided per row: a ``data`` field marks the openlifescienceai one)."""
     split = split or "train"
-    from pathlib import Path
-
-    table = load_table(source, split, config=None if Path(source).expanduser().exists() else config)
+    table = load_table(source, split, config=None if is_local(source) else config)
     records = []
     for i, row in enumerate(table):
-        decision = str(row.get("final_decision", "")).strip().lower()
-        context = _context_text(row.get("context"))
-        question = str(row.get("question", ""))
-        records.append(
-            MedRecord(
-                id=f"pubmedqa-{row.get('pubid', i)}",
-                images=[],
-                question=f"Context: {context}\nQuestion: {question}" if context else question,
-                options=list(PUBMEDQA_OPTIONS),
-                answer=letter_for(decision, PUBMEDQA_OPTIONS) or "",
-                kind=QuestionKind.MULTIPLE_CHOICE,
-                meta={"pubid": row.get("pubid"), "long_answer": row.get("long_answer"), "raw_question": question},
+        if isinstance(row.get("data"), dict):
+            records.append(_pubmedqa_openlifescience(row, i))
+        elif "question" in row or "final_decision" in row:
+            records.append(_pubmedqa_labeled(row, i))
+        else:
+            raise ValueError(
+                f"PubMedQA row {i} of {source!r} has neither a `data` field (openlifescienceai/pubmedqa) nor "
+                f"`question`/`final_decision` (pqa_labeled); its fields are {sorted(row)}."
             )
-        )
     return records

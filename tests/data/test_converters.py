@@ -41,11 +41,34 @@ def test_slake_languages(tmp_path):
         C.read_slake(src, split="train")
 
 
-def test_pmc_vqa_letters_from_label_or_text(tmp_path):
+def test_pmc_vqa_test_2_header(tmp_path):
     recs = C.read_pmc_vqa(schemas.write_pmc_vqa(tmp_path / "pmc"))
     assert recs[0].options == ["MRI", "CT", "PET", "Ultrasound"]  # "A:" prefixes stripped
-    assert [r.answer for r in recs] == ["B", "A"]  # second row has no Answer_label: matched by text
+    assert recs[0].meta["source"]["options"] == ["A:MRI ", "B:CT ", "C:PET ", "D:Ultrasound "]  # raw cells kept
+    assert [r.answer for r in recs] == ["B", "A"] and recs[0].meta["caption"] == "Axial image of the chest."
     assert all(r.kind == "multiple_choice" for r in recs) and _decodes(recs)
+
+
+def test_pmc_vqa_train_header_letters_from_label_or_text(tmp_path):
+    recs = C.read_pmc_vqa(schemas.write_pmc_vqa_train(tmp_path / "pmc"), split="train")
+    assert [r.answer for r in recs] == ["B", "A"]  # second row has no Answer_label: matched by text
+    assert _decodes(recs)
+
+
+def test_omnimedvqa_from_zip_folder_and_zip_parent(tmp_path):
+    archive = schemas.write_omnimedvqa_zip(tmp_path / "hub")
+    from_zip = C.read_omnimedvqa(archive)  # OmniMedVQA.zip itself (top-level OmniMedVQA/ inside)
+    from_parent = C.read_omnimedvqa(str(tmp_path / "hub"))  # the folder holding it, as a Hub snapshot is
+    from_folder = C.read_omnimedvqa(schemas.write_omnimedvqa(tmp_path / "plain"))
+    assert [r.answer for r in from_zip] == [r.answer for r in from_parent] == [r.answer for r in from_folder]
+    assert len(from_zip) == 2 and _decodes(from_zip)
+    assert from_zip[0].meta["source"]["answer"] == "CT"  # the text gold, as released
+
+
+def test_omnimedvqa_missing_release_is_clear(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="QA_information/Open-access"):
+        C.read_omnimedvqa(str(tmp_path / "empty"))
 
 
 def test_omnimedvqa_variable_options(tmp_path):
@@ -79,6 +102,13 @@ def test_text_mcqs(tmp_path):
     [pub] = C.read_pubmedqa(schemas.write_pubmedqa(tmp_path / "pubmedqa"))
     assert pub.options == ["yes", "no", "maybe"] and pub.answer == "C"
     assert "Background text." in pub.question and pub.question.endswith("stroke risk?")
+
+
+def test_pubmedqa_openlifescience_layout(tmp_path):
+    [pub] = C.read_pubmedqa(schemas.write_pubmedqa_openlifescience(tmp_path / "pubmedqa"), split="test")
+    assert pub.options == ["yes", "no", "maybe"] and pub.answer == "C" and pub.id == "pubmedqa-12345"
+    assert pub.meta["source"]["context"] == "Background text.\nResults text."
+    assert pub.question.endswith("Question: Does aspirin reduce stroke risk?")
 
 
 def test_conversations_and_captions(tmp_path):

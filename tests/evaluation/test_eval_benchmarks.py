@@ -123,5 +123,20 @@ def test_names_and_errors():
 
 def test_template_identity_changes_with_mode():
     a, b = template_identity(False, None), template_identity(True, "You are a radiologist.")
-    assert a["name"] == "medevalkit" and a["sha256"] == b["sha256"]
+    assert a["name"] == "infimed" and a["sha256"] == b["sha256"]
+    compat = template_identity(False, None, "medevalkit")
+    assert compat["name"] == "medevalkit" and compat["sha256"] != a["sha256"]
     assert (a["reasoning"], b["reasoning"], b["system_prompt"]) == (False, True, "You are a radiologist.")
+
+
+def test_pubmedqa_benchmark_reads_openlifescience_layout(tmp_path):
+    schemas.write_pubmedqa_openlifescience(tmp_path / "pubmedqa")
+    [item] = load_benchmark("pubmedqa", data_dir=tmp_path).items
+    assert item.options == ["yes", "no", "maybe"] and item.answer == "C"
+    assert item.source["answer"] == "C" and item.source["context"] == "Background text.\nResults text."
+
+
+def test_omnimedvqa_benchmark_reads_the_released_zip(tmp_path):
+    schemas.write_omnimedvqa_zip(tmp_path)  # data_dir/OmniMedVQA.zip
+    loaded = load_benchmark("omnimedvqa", data_dir=tmp_path)
+    assert [i.answer for i in loaded.items] == ["B", "C"] and loaded.source == str(tmp_path / "OmniMedVQA.zip")
