@@ -8,7 +8,9 @@ format reward checks, so synthesized traces teach the same format the RL stage r
 
 from __future__ import annotations
 
-__all__ = ["COT_STYLES", "build_teacher_text"]
+import re
+
+__all__ = ["COT_STYLES", "REFLECTION_STEPS", "build_teacher_text", "reflection_step"]
 
 _FORMAT = (
     "Write your reasoning inside <think> </think> tags and then only the final answer inside <answer> </answer> tags, "
@@ -54,3 +56,43 @@ def build_teacher_text(style: str, question: str, kind: str, options: list[str] 
     lines.append("")
     lines.append(f"{_ANSWER_SHAPE.get(kind, '')} {_FORMAT}".strip())
     return "\n".join(lines)
+
+
+# What the reflection check accepts as a re-examination step, by kind (case-insensitive, inside <think>). Each pattern
+# names an act of re-checking, not a word plain reasoning also uses: "consistent with" or "therefore" do not count.
+REFLECTION_STEPS: dict[str, re.Pattern] = {
+    # going back to a finding: "Wait, let me check", "let me re-examine the left lung", "looking again at ..."
+    "revisited_finding": re.compile(
+        r"\b(wait|let me (re-?check|check (again|that|this)|double[- ]check|re-?examine|look again|reconsider)"
+        r"|re-?examin(e|ing) (the|this|that|my)|looking (again|back)|on (a )?second look|revisit(ing)? (the|my))\b",
+        re.IGNORECASE),
+    # weighing another reading: "alternatively", "could this instead be", "rule out", "another possibility"
+    "considered_alternative": re.compile(
+        r"\b(alternatively|another (possibility|explanation|option)|could (it|this|that) (instead |also )?be"
+        r"|rul(e|ed|ing) out|differential)\b", re.IGNORECASE),
+    # the outcome of a re-check: "this confirms", "I was wrong", "correction:", "on second thought"
+    "confirmation_or_correction": re.compile(
+        r"\b((this|which|that|it) confirms|confirm(s|ed|ing)? (that|my|the first)|i was wrong|i made a mistake"
+        r"|correction:|correcting (my|the)|on second thought|on reflection)\b", re.IGNORECASE),
+}
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
+
+
+def reflection_step(trace: str) -> str | None:
+    """The first kind of re-examination step (`REFLECTION_STEPS`) found in the trace's `<think>` part, or None.
+
+    >>> reflection_step("<think>A nodule in the left lung. Wait, let me check the right lung: clear.</think>"
+    ...                 "<answer>left</answer>")
+    'revisited_finding'
+    >>> reflection_step("<think>Could this instead be an artefact? No: it has mass.</think><answer>yes</answer>")
+    'considered_alternative'
+    >>> reflection_step("<think>The lesion is consistent with a nodule, so yes.</think><answer>yes</answer>") is None
+    True
+    >>> reflection_step("Wait, let me check. <answer>yes</answer>") is None  # only the reasoning part counts
+    True
+    """
+    think = " ".join(_THINK.findall(trace or ""))
+    for kind, pattern in REFLECTION_STEPS.items():
+        if pattern.search(think):
+            return kind
+    return None

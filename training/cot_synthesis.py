@@ -8,8 +8,17 @@ Every candidate ends in exactly one bucket, so ``candidates == kept + sum(reject
     teacher_error  the request failed (after the client's bounded retries)
     bad_format     no `<think>...</think><answer>...</answer>` layout
     wrong_answer   the extracted answer does not match the gold answer
+    not_reflective a `reflective`-style trace with no re-examination step the checker can identify
+                   (`cot_prompts.reflection_step`: a revisited finding, a considered alternative, a confirmation
+                   or a correction); a plain trace is never kept under the reflective label
     duplicate      the same trace as one already kept for this sample
     surplus        correct, but ``max_keep_per_style`` traces of this style were already kept
+
+The report counts candidates, kept traces and rejections by reason per style (`by_style`), and `kept_by_style`.
+
+Which samples get traces ("information-sparse" ones, in the paper's words) is `CoTSelectionConfig`: samples of the
+verifiable `kinds` whose gold answer has at most `max_answer_words` words (a yes/no, a letter, a short finding: the
+answer alone teaches no reasoning), optionally capped at `max_samples`; every other row is counted by skip reason.
 
     infimed synthesize-cot recipes/cot/demo.yaml
 """
@@ -29,13 +38,14 @@ from infimed.core.config import config_from_dict, load_yaml
 from infimed.core.datasets import as_image_list
 from infimed.core.endpoints import EndpointConfig
 from infimed.core.llm_client import ChatClient, cache_key, image_part
-from infimed.training.cot_prompts import COT_STYLES, build_teacher_text
+from infimed.training.cot_prompts import COT_STYLES, build_teacher_text, reflection_step
 from infimed.training.rewards import add_format_instruction, format_reward
 
 __all__ = [
     "CoTSelectionConfig",
     "CoTSynthesisConfig",
     "CoTTeacherConfig",
+    "CHECKED_REFLECTIVE_STYLES",
     "REJECTION_REASONS",
     "load_cot_config",
     "select_samples",
@@ -44,7 +54,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REJECTION_REASONS = ("teacher_error", "bad_format", "wrong_answer", "duplicate", "surplus")
+REJECTION_REASONS = ("teacher_error", "bad_format", "wrong_answer", "not_reflective", "duplicate", "surplus")
+# The styles whose traces must show a re-examination step (`cot_prompts.reflection_step`).
+CHECKED_REFLECTIVE_STYLES = ("reflective",)
 # Rejected candidates shown per reason in the report, each cut to a few lines: enough to see why prompts fail.
 _EXAMPLES_PER_REASON = 3
 _EXAMPLE_CHARS = 200
@@ -95,6 +107,10 @@ class CoTSynthesisConfig:
         default=1, metadata={"help": "Correct traces kept per sample and style (None: all distinct correct ones)."}
     )
     selection: CoTSelectionConfig = field(default_factory=CoTSelectionConfig, metadata={"help": "Sample selection."})
+    check_reflection: bool = field(
+        default=True,
+        metadata={"help": "Reject reflective-style traces without a re-examination step (`not_reflective`)."},
+    )
     add_format_instruction: bool = field(
         default=True, metadata={"help": "Append the `<think>/<answer>` instruction to the output user turns."}
     )
@@ -197,6 +213,7 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
 
     rejected: Counter = Counter({reason: 0 for reason in REJECTION_REASONS})
     by_style = {style: Counter(candidates=0, kept=0) for style in config.styles}
+    rejected_by_style = {style: Counter() for style in config.styles}
     examples: dict[str, list[str]] = {reason: [] for reason in REJECTION_REASONS}
     cached = 0
     kept_rows: list[dict] = []
@@ -213,9 +230,11 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
                 by_style[style]["candidates"] += 1
                 cached += int(result.cached)
                 text = (result.text or "").strip()
-                reason = _rejection_reason(result, text, rows[i], kept_texts[i], kept_per_style[i, style], config)
+                reason = _rejection_reason(result, text, rows[i], kept_texts[i], kept_per_style[i, style], config,
+                                           style)
                 if reason is not None:
                     rejected[reason] += 1
+                    rejected_by_style[style][reason] += 1
                     if len(examples[reason]) < _EXAMPLES_PER_REASON:
                         shown = result.error if reason == "teacher_error" else text[:_EXAMPLE_CHARS]
                         examples[reason].append(f"{rows[i].get('id')}/{style}/{k}: {shown}")
@@ -238,19 +257,23 @@ def synthesize_cot(dataset, client: ChatClient, config: CoTSynthesisConfig):
         "candidates": candidates,
         "kept": len(kept_rows),
         "rejected": dict(rejected),
-        "by_style": {style: dict(counts) for style, counts in by_style.items()},
+        "kept_by_style": {style: counts["kept"] for style, counts in by_style.items()},
+        "by_style": {style: {**counts, "rejected": dict(rejected_by_style[style])}
+                     for style, counts in by_style.items()},
         "cached_answers": cached,
         "teacher": json.loads(teacher),
         "rejected_examples": {reason: shown for reason, shown in examples.items() if shown},
         "config": _jsonable(config),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    if candidates != report["kept"] + sum(rejected.values()):  # every candidate lands in exactly one bucket
+    per_style_lost = any(c["candidates"] != c["kept"] + sum(rejected_by_style[style].values())
+                         for style, c in by_style.items())
+    if per_style_lost or candidates != report["kept"] + sum(rejected.values()):  # each candidate: one bucket
         raise RuntimeError(f"CoT synthesis lost candidates: {report}")
     return output, report
 
 
-def _rejection_reason(result, text: str, row: dict, kept: set, kept_in_style: int, config) -> str | None:
+def _rejection_reason(result, text: str, row: dict, kept: set, kept_in_style: int, config, style: str) -> str | None:
     """The bucket of one candidate (see the module docstring), or None when it is kept."""
     if not result.ok:
         return "teacher_error"
@@ -259,6 +282,8 @@ def _rejection_reason(result, text: str, row: dict, kept: set, kept_in_style: in
     options = list(row.get("options") or []) or None
     if not score_answer(text, str(row["answer"]), row["kind"], options).correct:
         return "wrong_answer"
+    if config.check_reflection and style in CHECKED_REFLECTIVE_STYLES and reflection_step(text) is None:
+        return "not_reflective"
     if " ".join(text.split()) in kept:
         return "duplicate"
     if config.max_keep_per_style is not None and kept_in_style >= config.max_keep_per_style:

@@ -49,7 +49,8 @@ def main(args) -> int:
     datasets.DatasetDict({"train": output}).save_to_disk(config.output_dir)
     with open(os.path.join(config.output_dir, "report.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
-    summary = {k: report[k] for k in ("samples_selected", "candidates", "kept", "rejected", "by_style")}
+    keys = ("samples_selected", "candidates", "kept", "kept_by_style", "rejected", "by_style")
+    summary = {k: report[k] for k in keys}
     print(json.dumps(summary, indent=2))
     print(f"Wrote {report['kept']} traces to {config.output_dir} (report: {config.output_dir}/report.json)")
     return 0

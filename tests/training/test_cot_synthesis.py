@@ -21,6 +21,7 @@ from infimed.training.cot_synthesis import (
     load_cot_config,
     synthesize_cot,
 )
+from infimed.training.cot_prompts import reflection_step
 from infimed.training.rewards import format_reward
 
 K = 4  # candidates per sample and style; the script below gives each index a different fate
@@ -95,7 +96,7 @@ def scripted_teacher(request):
     return [f"<think>reflective {question}. Wait, let me check: yes.</think><answer>{gold}</answer>",  # kept
             f"<think>reflective {question}. Wait, let me check: yes.</think><answer>{gold}</answer>",  # duplicate
             f"The answer is {gold}.",  # bad_format
-            f"<think>reflective, second path</think><answer>{gold}</answer>"][k]  # surplus
+            f"<think>plain path under the reflective label</think><answer>{gold}</answer>"][k]  # not_reflective
 
 
 def _config(tmp_path, base_url, **overrides):
@@ -124,9 +125,18 @@ def test_rejection_sampling_counts_with_stand_in_endpoint(tmp_path, dataset):
     assert report["candidates"] == selected * 2 * K == len(requests)
     assert report["kept"] == selected * 2 == len(output)
     assert report["rejected"] == {"teacher_error": selected, "bad_format": selected, "wrong_answer": selected,
-                                  "duplicate": selected, "surplus": 2 * selected}
+                                  "not_reflective": selected, "duplicate": selected, "surplus": selected}
     assert set(report["rejected"]) == set(REJECTION_REASONS)
-    assert report["by_style"] == {"general": {"candidates": 12, "kept": 3}, "reflective": {"candidates": 12, "kept": 3}}
+    assert report["kept_by_style"] == {"general": selected, "reflective": selected}
+    assert report["by_style"] == {
+        "general": {"candidates": 12, "kept": 3,
+                    "rejected": {"wrong_answer": 3, "teacher_error": 3, "surplus": 3}},
+        "reflective": {"candidates": 12, "kept": 3,
+                       "rejected": {"duplicate": 3, "bad_format": 3, "not_reflective": 3}},
+    }
+    for counts in report["by_style"].values():  # candidates = kept + rejected by reason, per style and in all
+        assert counts["candidates"] == counts["kept"] + sum(counts["rejected"].values())
+    assert report["candidates"] == report["kept"] + sum(report["rejected"].values())
     assert report["teacher"]["model"] == "stub-teacher" and report["teacher"]["base_url"] == stub.base_url
     shown = report["rejected_examples"]
     assert set(shown) == set(REJECTION_REASONS) and all(len(v) == selected for v in shown.values())
@@ -233,7 +243,8 @@ def test_local_teacher_through_the_shared_client(tmp_path, dataset):
     # Always "yes": right for row 0 only; greedy, so candidate 1 repeats candidate 0 of the same style.
     assert report["candidates"] == 3 * 2 * 2 and scripted.calls > 0
     assert report["kept"] == 1 and report["rejected"]["wrong_answer"] == 2 * 2 * 2
-    assert report["rejected"]["duplicate"] == 3  # general k1, reflective k0 and k1 repeat the kept trace
+    assert report["rejected"]["duplicate"] == 1  # general k1 repeats the kept trace
+    assert report["rejected"]["not_reflective"] == 2  # the same plain trace under the reflective label
     assert report["teacher"]["kind"] == "local"
     assert output[0]["cot_source_id"] == "q0"
 
@@ -270,3 +281,38 @@ def test_shipped_demo_config_parses():
 
     config = load_cot_config(Path(__file__).resolve().parents[2] / "recipes" / "cot" / "demo.yaml")
     assert config.teacher.kind == "local" and config.styles == ["general", "reflective"]
+
+
+@pytest.mark.parametrize("trace, step", [
+    ("<think>Nodule, left upper zone. Wait, let me check the right lung: clear.</think><answer>left</answer>",
+     "revisited_finding"),
+    ("<think>A bright focus. Let me re-examine the image: it is round and dense.</think><answer>yes</answer>",
+     "revisited_finding"),
+    ("<think>Could this instead be an artefact? It persists across the field.</think><answer>yes</answer>",
+     "considered_alternative"),
+    ("<think>Two lesions. Alternatively, one lesion with a satellite; the gap rules that out.</think>"
+     "<answer>2</answer>", "considered_alternative"),
+    ("<think>I first counted two lesions; I was wrong, there are three.</think><answer>3</answer>",
+     "confirmation_or_correction"),
+    ("<think>The lesion is in the left lung, which confirms the first reading.</think><answer>yes</answer>",
+     "confirmation_or_correction"),
+])
+def test_reflection_checker_finds_the_re_examination_step(trace, step):
+    assert reflection_step(trace) == step
+
+
+@pytest.mark.parametrize("trace", [
+    "<think>The image shows a lesion in the left lung, consistent with a nodule. So yes.</think><answer>yes</answer>",
+    "<think>Describe findings, relate them to the question, conclude: B.</think><answer>B</answer>",
+    "<think>There is no lesion.</think><answer>no</answer> Wait, let me check.",  # reflection outside <think>
+    "Wait, let me check: yes.",  # no <think> at all
+])
+def test_reflection_checker_rejects_plain_traces(trace):
+    assert reflection_step(trace) is None
+
+
+def test_reflection_check_can_be_turned_off(tmp_path, dataset):
+    with OpenAIStub(scripted_teacher) as stub:
+        config = _config(tmp_path, stub.base_url, check_reflection=False, styles=["reflective"])
+        _, report = synthesize_cot(dataset, _client(config), config)
+    assert report["rejected"]["not_reflective"] == 0 and report["rejected"]["surplus"] == 3
