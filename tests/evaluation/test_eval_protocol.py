@@ -1,0 +1,72 @@
+"""Protocol presets (`--protocol`), token budgets by question kind, and truncated generations counted."""
+
+import doctest
+import json
+
+import pytest
+
+from infimed.cli import main as cli_main
+from infimed.evaluation import generation
+from infimed.evaluation.generation import GenerationOptions
+from infimed.evaluation.runner import EvalConfig, run_evaluation
+from infimed.testing import tiny_model, tiny_processor
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    from infimed.data.demo import DemoDataConfig, build_demo_dataset
+
+    path = tmp_path_factory.mktemp("demo")
+    build_demo_dataset(DemoDataConfig(num_samples=4, num_eval=6, seed=0)).save_to_disk(str(path))
+    return path
+
+
+def test_token_budget_doctests():
+    result = doctest.testmod(generation)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+def test_presets_set_the_protocol():
+    medevalkit = EvalConfig(predictions="p.jsonl", protocol="medevalkit")
+    assert medevalkit.medevalkit_compat and medevalkit.generation.max_images == 6
+    assert EvalConfig(predictions="p.jsonl", protocol="medevalkit",
+                      generation=GenerationOptions(max_images=2)).generation.max_images == 2  # an explicit value wins
+    assert EvalConfig(predictions="p.jsonl", protocol="reasoning").reasoning
+    default = EvalConfig(predictions="p.jsonl")
+    assert not (default.reasoning or default.medevalkit_compat) and default.generation.max_new_tokens is None
+    with pytest.raises(ValueError, match="protocol"):
+        EvalConfig(predictions="p.jsonl", protocol="fast")
+
+
+@pytest.mark.parametrize("protocol, budget", [("default", None), ("reasoning", 4096), ("medevalkit", 8192)])
+def test_results_name_protocol_prompts_parser_and_judge(demo_dir, tmp_path, protocol, budget):
+    from infimed.evaluation.benchmarks import load_benchmark
+
+    items = load_benchmark("demo", data_dir=str(demo_dir)).items
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps({"id": i.id, "prediction": i.answer}) + "\n" for i in items))
+    assert cli_main(["eval", "--predictions", str(predictions), "--benchmarks", "demo", "--data-dir", str(demo_dir),
+                     "--output", str(tmp_path / "o"), "--protocol", protocol, "--no-progress"]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    kinds = {i.kind for i in items}
+    expected = budget or generation.token_budget(kinds)
+    assert results["protocol"]["name"] == protocol and results["protocol"]["decoding"] == "greedy"
+    assert results["protocol"]["max_new_tokens"] == {"demo": expected}
+    assert results["prompt"]["reasoning"] == (protocol == "reasoning")
+    assert results["parser"]["medevalkit_compat"] == (protocol == "medevalkit")
+    assert results["parser"]["module"] == "infimed.core.answers" and "judge" in results
+
+
+def test_truncated_generations_are_counted_and_survive_resume(demo_dir, tmp_path):
+    model, processor = tiny_model(text_config={"initializer_range": 0.1}), tiny_processor()
+    tokenizer = processor.tokenizer
+    config = EvalConfig(benchmarks=["demo"], data_dir=str(demo_dir), output_dir=str(tmp_path), model="tiny",
+                        progress=False, generation=GenerationOptions(batch_size=3, max_new_tokens=3))
+    first = run_evaluation(config, model, processor)
+    records = [json.loads(line) for line in (tmp_path / "demo" / "predictions.jsonl").read_text().splitlines()]
+    # a generation is truncated exactly when its text fills the whole 3-token budget
+    expected = [len(tokenizer(r["prediction"], add_special_tokens=False)["input_ids"]) >= 3 for r in records]
+    assert [r["truncated"] for r in records] == expected and any(expected)
+    assert first["benchmarks"]["demo"]["truncated"] == sum(expected)
+    again = run_evaluation(config, model, processor)  # every item from the cache: the counts come back with it
+    assert again["benchmarks"]["demo"]["truncated"] == sum(expected)
