@@ -282,15 +282,35 @@ def check_dataset_folder(folder: str | Path) -> list[str]:
         problems.append(f"no parquet shards under {folder}; write the dataset with `infimed curate --output DIR`.")
     import pyarrow.parquet as pq
 
+    rows: dict[str, int] = {}
     for rel in shards:
         try:
-            pq.read_metadata(folder / rel)
+            rows[rel] = pq.read_metadata(folder / rel).num_rows
         except Exception as err:  # pyarrow raises ArrowInvalid / OSError on corrupt footers
             problems.append(f"parquet shard {rel} cannot be read ({err}); rewrite it.")
+    if (folder / "curation_report.json").is_file() and len(rows) == len(shards):
+        problems.extend(_check_curation_report(folder / "curation_report.json", rows))
     readme = folder / "README.md"
     if not readme.is_file():
         problems.append("README.md (the dataset card) is missing; `infimed curate` writes one, or render it with "
                         "`infimed.model_cards.dataset_card`.")
     else:
         problems.extend(_check_card(readme, "dataset"))
+    return problems
+
+
+def _check_curation_report(path: Path, rows: dict[str, int]) -> list[str]:
+    """The shards must be those `curation_report.json` lists, with as many rows as it says were kept: otherwise the
+    shards and the report (and the card rendered from it) come from different runs, or a run was cut short."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        listed, kept = sorted(report["output"]["shards"]), int(report["kept"])
+    except (ValueError, KeyError, TypeError) as err:
+        return [f"{path.name} does not parse ({err}); rerun `infimed curate` into a new folder."]
+    fix = "the folder mixes two curation runs or one was cut short; rerun `infimed curate --overwrite` into it."
+    problems = []
+    if listed != sorted(rows):
+        problems.append(f"{path.name} lists shards {listed} but the folder has {sorted(rows)}: {fix}")
+    elif sum(rows.values()) != kept:
+        problems.append(f"the shards hold {sum(rows.values())} rows but {path.name} says {kept} were kept: {fix}")
     return problems

@@ -34,6 +34,7 @@ from .config import CurationConfig, SourceConfig
 from .dedup import ContaminationIndex, Deduplicator
 from .dimensions import DIMENSIONS, DIMENSION_NAMES, MODEL_DIMENSIONS, RULE_DIMENSIONS, score_column
 from .judge import JudgeScorer
+from .output import JUDGE_CACHE, discard_output, finish_output, start_output
 from .report import CurationReport
 from .rules import RuleResult, score_sample
 
@@ -169,20 +170,32 @@ def _build_contamination(config: CurationConfig, scorer: Callable) -> Contaminat
 
 
 def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=None,
-                 progress: Callable[[str], None] = print) -> dict:
+                 progress: Callable[[str], None] = print, overwrite: bool = False) -> dict:
     """Curate ``config.sources`` into ``output_dir``; returns the report dict (also written as JSON).
 
+    The output is written beside ``output_dir`` and swapped in only when the run has finished
+    (``infimed.data.curation.output``): a failed or killed run leaves the previous output intact. An earlier output
+    in ``output_dir`` is replaced only with ``overwrite``.
     ``judge_client`` overrides the client built from ``config.judge`` (tests pass a stub-backed or tiny local one).
     """
+    final = Path(output_dir)
+    out = start_output(final, overwrite)
+    try:
+        result = _curate(config, out, final / JUDGE_CACHE, judge_client, progress)
+    except BaseException:
+        discard_output(out)
+        raise
+    finish_output(out, final)
+    return result
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _curate(config: CurationConfig, out: Path, judge_cache: Path, judge_client, progress) -> dict:
     started = time.perf_counter()
     scorer = partial(score_sample, image_rules=config.image_rules, text_rules=config.text_rules,
                      answer_rules=config.answer_rules, hash_size=config.dedup.hash_size)
     judge = None
     if config.judge.enabled:
-        client = judge_client if judge_client is not None else make_client(config.judge, out / "judge_cache")
+        client = judge_client if judge_client is not None else make_client(config.judge, judge_cache)
         judge = JudgeScorer(client, config.judge.dimensions, config.judge.samples_per_call,
                             config.judge.max_image_side)
         progress(f"[curate] judge on: {client.identity()} scores {config.judge.dimensions}")

@@ -2,6 +2,7 @@
 a dataset card and a human-audit sample.
 
     infimed curate recipes/curation/demo.yaml --output runs/curated
+    infimed curate recipes/curation/demo.yaml --output runs/curated --overwrite   # replace it once the rerun is done
     infimed curate --import-audit audit_verdicts.csv --output runs/curated   # agreement + suggested thresholds
 """
 
@@ -23,7 +24,9 @@ __all__ = ["CurateArguments", "add_arguments", "main"]
 class CurateArguments:
     """Where `infimed curate` writes; the curation itself is a `CurationConfig` (YAML file and flags)."""
 
-    output: str = field(metadata={"help": "Output folder (parquet shards, report, card, audit)."})
+    output: str = field(metadata={"help": "Output folder (parquet shards, report, card, audit); replaced only when "
+                                          "the run has finished."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier curation output in --output."})
     import_audit: str | None = field(
         default=None, metadata={"help": "Instead of curating: compare clinician verdicts in this CSV with the scores "
                                         "of the run in --output and write audit/agreement.json."}
@@ -57,7 +60,7 @@ def main(namespace) -> int:
         raise ValueError("Pass a curation CONFIG.yaml (or --import-audit CSV).")
     datasets.disable_progress_bars()  # one progress line per chunk below is easier to follow than nested bars
     config = config_from_args(CurationConfig, namespace, config_file=namespace.config)
-    report = run_curation(config, args.output)
+    report = run_curation(config, args.output, overwrite=args.overwrite)
     print(f"[curate] input {report['input']} = kept {report['kept']} + dropped {report['dropped']}")
     for reason, count in report["dropped_by_reason"].items():
         print(f"[curate]   dropped {count:6d}  {reason}")

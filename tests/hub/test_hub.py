@@ -211,7 +211,8 @@ def dataset_round_trip(hub, tmp_path_factory):
     (source / "README.md").write_text(
         "---\nlicense: cc-by-4.0\ntask_categories:\n- visual-question-answering\nconfigs:\n- config_name: default\n"
         "  data_files:\n  - split: train\n    path: data/train-*.parquet\n---\n\n# tiny curated\n\nTest data.\n")
-    (source / "curation_report.json").write_text(json.dumps({"input": 3, "kept": 3, "dropped": {}}))
+    (source / "curation_report.json").write_text(json.dumps(
+        {"input": 3, "kept": 3, "dropped": {}, "output": {"shards": ["data/train-00000-of-00001.parquet"]}}))
     (source / "audit.html").write_text("<html>clinician audit, stays local</html>")
 
     env = client_env(hub, home)
