@@ -45,10 +45,12 @@ from .generation import (
     model_fingerprint, token_budget,
 )
 from .items import EvalItem
+from .metric import METRIC_NAME
+from .metric.infimed_medvqa import InfiMedMedVQA
 from .prompts import build_prompt, prompt_images, template_identity
 from .scoring import aggregate_metrics, score_item
 
-__all__ = ["PROTOCOLS", "EvalConfig", "build_messages", "read_predictions", "run_evaluation"]
+__all__ = ["PROTOCOLS", "EvalConfig", "build_messages", "metric_inputs", "read_predictions", "run_evaluation"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +225,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def metric_inputs(items: list[EvalItem], predictions: list[str | None], compat: bool = False) -> dict:
+    """The ``compute`` arguments of the ``infimed_medvqa`` metric for these items (what the harness scores with)."""
+    inputs = {"predictions": [p or "" for p in predictions], "references": [i.answer for i in items],
+              "kinds": [i.kind for i in items], "options": [list(i.options) for i in items],
+              "questions": [i.question for i in items]}
+    if compat:
+        inputs.update(mode="compat", benchmarks=[i.benchmark for i in items],
+                      answer_types=[i.category.get("answer_type") for i in items],
+                      option_formats=[i.option_format for i in items], raw_options=[list(i.raw_options) for i in items])
+    return inputs
+
+
 def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None, judge_client: Any = None) -> dict:
     """Run ``config`` and write the outputs; returns the ``results.json`` content.
 
@@ -262,6 +276,8 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
     if given is not None:
         _check_prediction_ids(given, benchmarks, config.predictions)
     all_metrics, specs, run_info = {}, {}, {}
+    # Rule-based accuracy goes through the published `evaluate` metric, so `evaluate.load` users get our numbers.
+    medvqa = InfiMedMedVQA(keep_in_memory=True)
     for name, loaded in benchmarks.items():
         items, spec = loaded.items[: config.limit], loaded.spec  # `limit` keeps a prefix; an id past it is known
         specs[name] = spec
@@ -316,6 +332,14 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         if judge_client is not None:
             judge_counts = judge_lib.apply_judge(judge_client, items, records, compat=config.medevalkit_compat)
         metrics = aggregate_metrics(records, items, compat=config.medevalkit_compat)
+        rule = medvqa.compute(**metric_inputs(items, predictions))
+        metrics["metric"] = {"name": METRIC_NAME, "accuracy": rule["accuracy"]}
+        if judge_counts is None:  # the judge replaces open-answer verdicts; without it, the metric's are the numbers
+            metrics.update(accuracy=rule["accuracy"], correct=rule["correct"], unparsed=rule["unparsed"])
+            if config.medevalkit_compat:
+                compat_rule = medvqa.compute(**metric_inputs(items, predictions, compat=True), seed=config.seed)
+                metrics["medevalkit_compat"]["total"].update(accuracy=compat_rule["accuracy"],
+                                                             right=compat_rule["correct"])
         metrics["skipped"] = loaded.skipped
         metrics["errors"] = errors
         metrics["truncated"] = sum(truncated)
