@@ -338,7 +338,9 @@ class LocalChatClient(ChatClient):
         try:
             processor = transformers.AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
             model = transformers.AutoModelForImageTextToText.from_pretrained(name, trust_remote_code=trust_remote_code)
-        except (ValueError, OSError, KeyError):
+        except (ValueError, OSError, KeyError) as err:
+            if "trust_remote_code" in str(err):  # the folder ships code: the caller names where to opt in
+                raise
             processor = transformers.AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
             model = transformers.AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code)
         return model.eval(), processor

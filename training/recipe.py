@@ -169,7 +169,12 @@ class Recipe:
     seed: int = field(default=42, metadata={"help": "Seed of data mixing, packing and training."})
     vision_model: str | None = field(default=None, metadata={"help": "Pretrained vision encoder to compose."})
     language_model: str | None = field(default=None, metadata={"help": "Pretrained causal LM to compose."})
-    trust_remote_code: bool = field(default=True, metadata={"help": "Load checkpoints that ship their code."})
+    # Off, as in transformers and TRL: a checkpoint's own Python code runs only when the recipe opts in. InfiMed
+    # checkpoints do not need it (`import infimed` registers their classes in-process).
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run the model code a checkpoint ships (`auto_map`); only for authors you trust."},
+    )
 
     def __post_init__(self):
         names = [s.name for s in self.stages]

@@ -31,7 +31,7 @@ from typing import Any
 
 from safetensors import safe_open
 
-from infimed.core.config import config_from_dict
+from infimed.core.config import ConfigError, config_from_dict
 from infimed.core.errors import InfiMedError
 from infimed.core.datasets import as_image_list, load_hub, load_local
 from infimed.data.mixing import MixSource, mix_sources
@@ -220,10 +220,19 @@ def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
 
     import infimed  # noqa: F401  (registers the InfiMed Auto classes)
 
-    model = AutoModelForImageTextToText.from_pretrained(
-        init_model, trust_remote_code=recipe.trust_remote_code, dtype=dtype or torch.float32
-    )
-    processor = AutoProcessor.from_pretrained(init_model, trust_remote_code=recipe.trust_remote_code)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            init_model, trust_remote_code=recipe.trust_remote_code, dtype=dtype or torch.float32
+        )
+        processor = AutoProcessor.from_pretrained(init_model, trust_remote_code=recipe.trust_remote_code)
+    except ValueError as err:
+        if recipe.trust_remote_code or "trust_remote_code" not in str(err):
+            raise
+        raise ConfigError(
+            f"Stage {stage.name!r}: {init_model} ships its own model code (`auto_map` in config.json), which runs "
+            "only with an opt-in. If you trust its author, set `trust_remote_code: true` at the top level of the "
+            "recipe (beside `model:`); InfiMed checkpoints load without it."
+        ) from err
     set_num_image_tokens(model, processor, stage.num_image_tokens, f"Stage {stage.name!r}")
     set_pixel_bounds(processor, stage.min_pixels, stage.max_pixels, f"Stage {stage.name!r}")
     counts = set_trainable(model, stage.trainable)

@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
+from infimed.core.config import ConfigError
 from infimed.core.endpoints import make_client
 from infimed.data.converters import READERS, to_training_example, training_features
 from infimed.data.converters.sources import load_table
@@ -189,13 +190,26 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
     return result
 
 
+def _judge_client(config: CurationConfig, judge_cache: Path):
+    try:
+        return make_client(config.judge, judge_cache)
+    except ValueError as err:
+        if config.judge.trust_remote_code or "trust_remote_code" not in str(err):
+            raise
+        raise ConfigError(
+            f"judge: {config.judge.model} ships its own model code (`auto_map` in config.json), which runs only with "
+            "an opt-in. If you trust its author, set `trust_remote_code: true` in the `judge:` block of the curation "
+            "YAML; InfiMed checkpoints load without it."
+        ) from err
+
+
 def _curate(config: CurationConfig, out: Path, judge_cache: Path, judge_client, progress) -> dict:
     started = time.perf_counter()
     scorer = partial(score_sample, image_rules=config.image_rules, text_rules=config.text_rules,
                      answer_rules=config.answer_rules, hash_size=config.dedup.hash_size)
     judge = None
     if config.judge.enabled:
-        client = judge_client if judge_client is not None else make_client(config.judge, judge_cache)
+        client = judge_client if judge_client is not None else _judge_client(config, judge_cache)
         judge = JudgeScorer(client, config.judge.dimensions, config.judge.samples_per_call,
                             config.judge.max_image_side)
         progress(f"[curate] judge on: {client.identity()} scores {config.judge.dimensions}")
