@@ -71,7 +71,8 @@ setup(
     python_requires=">=3.10",
     package_dir=PACKAGE_DIRS,
     packages=list(PACKAGE_DIRS),
-    package_data={"infimed.model_cards": ["templates/*.j2", "templates/*.md"]},
+    # the metric's Space card travels with its module (`infimed push-metric` uploads both)
+    package_data={"infimed.model_cards": ["templates/*.j2", "templates/*.md"], "infimed.evaluation.metric": ["README.md"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -20,7 +20,7 @@ from infimed.model_cards import render_model_card
 
 from .checks import DATASET_FILE_PATTERNS, MODEL_FILE_PATTERNS, check_dataset_folder, check_model_folder, select_files
 
-__all__ = ["push_dataset", "push_model"]
+__all__ = ["push_dataset", "push_metric", "push_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ def _push(
     extra = extra or {}
     _refuse_leaked_token(folder, files, extra, token or get_token())
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    # A Space needs its SDK at creation; `evaluate` metric Spaces run a gradio widget.
+    space = {"space_sdk": "gradio"} if repo_type == "space" else {}
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **space)
     info = api.repo_info(repo_id, repo_type=repo_type)
     if private and not info.private:
         logger.warning("%s already exists and is public: `private=True` is ignored (change it in the repo settings).",
@@ -176,3 +178,28 @@ def push_dataset(
                     ", ".join(skipped))
     return _push(folder, files, repo_id, "dataset", private=private, revision=revision, token=token,
                  commit_message=commit_message or f"Upload {folder.name} with infimed push-dataset")
+
+
+def push_metric(
+    files: dict[str, bytes],
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Upload an ``evaluate`` metric module (``{path in repo: content}``) to a Space in one commit.
+
+    ``evaluate.load("ORG/NAME")`` reads ``NAME.py`` from the Space ``ORG/NAME``, so ``files`` must hold it.
+
+    Returns:
+        The URL of the commit.
+    """
+    _validate_repo_id(repo_id)
+    script = f"{repo_id.split('/')[1]}.py"
+    if script not in files:
+        raise ValueError(f"A metric Space {repo_id} must hold `{script}` (what `evaluate.load` reads); got "
+                         f"{sorted(files)}.")
+    return _push(Path("."), [], repo_id, "space", private=private, revision=revision, token=token, extra=files,
+                 commit_message=commit_message or f"Upload the {script} metric with infimed push-metric")

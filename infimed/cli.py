@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "Evaluate a model (or given predictions) on medical benchmarks, MedEvalKit-compatible."),
     "card": ("card", "Render a checkpoint's model card from its recipe and evaluation results."),
     "push-dataset": ("push_dataset", "Push a curated dataset folder (parquet shards + card) to the Hub."),
+    "push-metric": ("push_metric", "Publish the evaluation scorer as an `evaluate` metric Space on the Hub."),
     "train": ("train", "Run a multi-stage training recipe (packed SFT stages, GRPO) from a YAML file."),
 }
 

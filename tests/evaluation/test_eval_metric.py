@@ -58,3 +58,30 @@ def test_evaluate_load_gives_the_harness_numbers(demo_dir, tmp_path, monkeypatch
                (harness["accuracy"], harness["correct"], harness["unparsed"])
         assert got["scores"] == [int(r["correct"]) for r in records]
         assert 0 < got["correct"] < len(items) and got["unparsed"] > 0
+
+
+@pytest.mark.slow
+def test_push_metric_publishes_a_space_evaluate_loads(tmp_path):
+    from tests.helpers.hub_server import HubServer
+    from tests.hub.test_hub import FAKE_TOKEN, client_env, run_cli
+
+    repo = "infimed-test/infimed_medvqa"
+    with HubServer(token=FAKE_TOKEN) as hub:
+        env = client_env(hub, tmp_path / "home")
+        codes, log = run_cli(env, ["push-metric", "--repo-id", repo], cwd=tmp_path)
+        assert codes == [0], log
+        files = hub.files(repo, "space")
+        assert {"infimed_medvqa.py", "README.md", "app.py", "requirements.txt"} <= set(files)
+        assert files["infimed_medvqa.py"] == open(METRIC_PATH, "rb").read()
+        # a Hub user loads it by repo id and gets the same scores as the local module
+        code = ("import evaluate, json; m = evaluate.load(%r); print('SCORES', json.dumps(m.compute("
+                "predictions=['There is no effusion.', '(b)'], references=['no', 'B'], kinds=['yes_no', "
+                "'multiple_choice'], options=[[], ['x', 'y']], questions=['Is there an effusion?', ''])))" % repo)
+        import subprocess
+        import sys
+
+        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        assert "SCORES" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+        scores = json.loads(proc.stdout.split("SCORES", 1)[1])
+        assert scores["scores"] == [1, 1] and scores["accuracy"] == 1.0
