@@ -22,13 +22,63 @@ from transformers.utils import cached_file
 
 from infimed.modeling.configuration_infimed import InfiMedConfig, vision_grid_side
 from infimed.modeling.modeling_infimed import InfiMedForConditionalGeneration
-from infimed.modeling.presets import build_config, get_preset
-from infimed.processing import InfiMedImageProcessor, InfiMedProcessor
+from infimed.modeling.presets import TINY_QWEN_TOKENS, build_config, get_preset, model_class
+from infimed.processing import InfiMedImageProcessor, InfiMedProcessor, QwenVLImageTextProcessor
 from infimed.processing.tiny_tokenizer import build_tiny_tokenizer
 
-__all__ = ["compose_from_pretrained", "init_checkpoint"]
+__all__ = ["QWEN_VL_CHAT_TEMPLATE", "compose_from_pretrained", "init_checkpoint"]
 
 logger = logging.getLogger(__name__)
+
+# Qwen2.5-VL's ChatML, with each image as <|vision_start|><|image_pad|><|vision_end|> (the processor expands
+# <|image_pad|> to the image's grid) and `{% generation %}` around what the assistant says, for assistant masks.
+QWEN_VL_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['content'] is string %}"
+    "{%- set parts = [{'type': 'text', 'text': message['content']}] %}"
+    "{%- else %}{%- set parts = message['content'] %}{%- endif %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{% generation %}"
+    "{%- for part in parts %}{%- if part['type'] == 'text' %}{{- part['text'] }}{%- endif %}{%- endfor %}"
+    "{{- '<|im_end|>' }}"
+    "{% endgeneration %}"
+    "{{- '\n' }}"
+    "{%- else %}"
+    "{%- for part in parts %}"
+    "{%- if part['type'] == 'image' %}{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- elif part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+# The tiny Qwen2.5-VL's pixel bounds: a 64x64 demo image stays 64x64 (16 visual tokens); 32x32 is the floor.
+_TINY_QWEN_MIN_PIXELS, _TINY_QWEN_MAX_PIXELS = 32 * 32, 64 * 64
+
+
+def _tiny_qwen_processor():
+    """A Qwen2.5-VL processor over the tiny BPE plus Qwen's vision tokens, built offline (ids in TINY_QWEN_TOKENS)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tokenizer = build_tiny_tokenizer()
+    names = {"vision_start": "<|vision_start|>", "vision_end": "<|vision_end|>", "image": "<|image_pad|>",
+             "video": "<|video_pad|>"}
+    tokenizer.add_special_tokens({"additional_special_tokens": list(names.values())},
+                                 replace_extra_special_tokens=False)
+    got = {key: tokenizer.convert_tokens_to_ids(token) for key, token in names.items()}
+    if got != TINY_QWEN_TOKENS:  # the preset's config names these ids; a tokenizer change must update both
+        raise RuntimeError(f"Tiny Qwen tokenizer ids {got} differ from the preset's {TINY_QWEN_TOKENS}.")
+    spec = get_preset("tiny-qwen2.5-vl")
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=spec.vision_config["patch_size"], merge_size=spec.vision_config["spatial_merge_size"],
+        temporal_patch_size=spec.vision_config["temporal_patch_size"],
+        min_pixels=_TINY_QWEN_MIN_PIXELS, max_pixels=_TINY_QWEN_MAX_PIXELS,
+    )
+    # Qwen's processor less its video part, which needs torchvision (see `processing_qwen_vl`)
+    return QwenVLImageTextProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                    chat_template=QWEN_VL_CHAT_TEMPLATE)
 
 
 def _vision_parts(vision_model: str, dtype):
@@ -121,18 +171,25 @@ def init_checkpoint(
     """Write a loadable checkpoint (weights, config + code, processor, tokenizer, chat template) to `output_dir`.
 
     With `vision_model` and `language_model`, weights come from those checkpoints; otherwise the preset's architecture
-    is initialised randomly (the `tiny` preset also builds its tokenizer in code; the large presets then need
-    `--language-model` for a tokenizer that matches their vocabulary).
+    is initialised randomly (the `tiny` and `tiny-qwen2.5-vl` presets also build their tokenizer in code; the large
+    presets then need `--language-model` for a tokenizer that matches their vocabulary).
     """
     spec = get_preset(preset)
     if (vision_model is None) != (language_model is None):
         raise ValueError("Pass both `--vision-model` and `--language-model` to compose, or neither for a random init.")
+    if vision_model is not None and spec.model_type != "infimed":
+        raise ValueError(f"Preset `{preset}` is a random-init test model and composes no pretrained parts; to start "
+                         "from a pretrained Qwen2.5-VL, name its checkpoint (e.g. `Qwen/Qwen2.5-VL-3B-Instruct`) as "
+                         "the recipe's `model`.")
     if vision_model is not None:
         model, processor = compose_from_pretrained(
             vision_model, language_model, num_image_tokens=num_image_tokens, dtype=dtype, seed=seed
         )
     else:
-        if preset == "tiny":
+        if preset == "tiny-qwen2.5-vl":
+            processor = _tiny_qwen_processor()
+            tokenizer = processor.tokenizer
+        elif preset == "tiny":
             tokenizer = build_tiny_tokenizer()
         else:
             raise ValueError(
@@ -142,14 +199,15 @@ def init_checkpoint(
             )
         config = build_config(preset, **({"num_image_tokens": num_image_tokens} if num_image_tokens else {}))
         torch.manual_seed(seed)
-        model = InfiMedForConditionalGeneration(config).to(dtype)
+        model = model_class(config)(config).to(dtype)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        processor = InfiMedProcessor(
-            image_processor=InfiMedImageProcessor(image_size=config.vision_config.image_size),
-            tokenizer=tokenizer,
-            num_image_tokens=config.num_image_tokens,
-        )
+        if spec.model_type == "infimed":
+            processor = InfiMedProcessor(
+                image_processor=InfiMedImageProcessor(image_size=config.vision_config.image_size),
+                tokenizer=tokenizer,
+                num_image_tokens=config.num_image_tokens,
+            )
     os.makedirs(output_dir, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)

@@ -36,7 +36,7 @@ from .grpo_config import InfiMedGRPOConfig
 from .grpo_trainer import InfiMedGRPOTrainer, prepare_grpo_dataset
 from .stages import StageType, load_stage_datasets
 
-__all__ = ["GRPO_STAGE", "filter_grpo_samples", "reward_curve"]
+__all__ = ["GRPO_STAGE", "dynamic_image_tokens", "filter_grpo_samples", "reward_curve"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     Checked per sample: a user turn exists, every image decodes, one `{"type": "image"}` block per image, a gold
     answer exists, and, when the `accuracy` reward is on, the kind is string-verifiable and the gold answer scores
     as correct against itself; the prompt (with the format instruction, images expanded to `num_image_tokens`)
-    leaves room for `max_completion_length` within `max_length`.
+    leaves room for `max_completion_length` within `max_length`. A dynamic-resolution processor (Qwen2.5-VL) counts
+    each image's real tokens (`dynamic_image_tokens`), not one per placeholder.
     """
     needs_gold = "accuracy" in args.reward_funcs
     budget = None if max_length is None else max_length - (args.max_completion_length or 0)
@@ -84,6 +85,8 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
             length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
             if image_tokens and image_token:  # each placeholder token becomes `num_image_tokens` tokens
                 length += text.count(image_token) * (image_tokens - 1)
+            elif image_token:  # dynamic resolution (Qwen2.5-VL): each placeholder becomes its image's grid
+                length += sum(n - 1 for n in dynamic_image_tokens(processor, row.get("images") or []))
             if length > budget:
                 reason = "prompt_too_long"
         if reason is None:
@@ -100,6 +103,20 @@ def filter_grpo_samples(dataset, processor, args, max_length: int | None, strict
     if "images" in kept.column_names:  # TRL's generation needs decoded images
         kept = as_image_list(kept, "images", decode=True)
     return kept, dict(dropped), dict(examples)
+
+
+def dynamic_image_tokens(processor, images) -> list[int]:
+    """Visual tokens of each image for a dynamic-resolution processor (Qwen2.5-VL): its patch grid after the
+    `merge_size` x `merge_size` merge, at the processor's current `min_pixels`/`max_pixels`; [] for other processors.
+
+    Qwen2.5-VL-3B at its default bounds: a 448x448 image is a 32x32 patch grid, 1024 / 4 = 256 tokens.
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    merge = getattr(image_processor, "merge_size", None)
+    if not images or merge is None:
+        return []
+    grids = image_processor(images=[load_image(image) for image in images], return_tensors="pt")["image_grid_thw"]
+    return [int(grid.prod()) // (merge * merge) for grid in grids]  # grids: (num_images, 3) = (t, h, w) patches
 
 
 def _drop_reason(row, columns, needs_gold: bool) -> str | None:

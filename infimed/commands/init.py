@@ -1,6 +1,7 @@
 """`infimed init`: create an InfiMed checkpoint from a preset or from pretrained parts.
 
     infimed init --preset tiny --output runs/tiny
+    infimed init --preset tiny-qwen2.5-vl --output runs/tiny-qwen     # the 3B recipes' architecture, CPU-sized
     infimed init --preset infimed-foundation-1.7b --output runs/base \
         --vision-model google/siglip-so400m-patch14-384 --language-model Qwen/Qwen3-1.7B
 """
@@ -23,7 +24,7 @@ __all__ = ["InitArguments", "add_arguments", "main"]
 @dataclass
 class InitArguments:
     output: str = field(metadata={"help": "Folder to write the checkpoint to."})
-    preset: str = field(default="tiny", metadata={"help": "tiny | infimed-foundation-1.7b | infimed-foundation-4b"})
+    preset: str = field(default="tiny", metadata={"help": "tiny | tiny-qwen2.5-vl | infimed-foundation-1.7b | infimed-foundation-4b"})
     vision_model: str | None = field(
         default=None, metadata={"help": "Pretrained vision encoder (Hub id or local path)."}
     )
