@@ -233,7 +233,7 @@ def metric_inputs(items: list[EvalItem], predictions: list[str | None], compat: 
     if compat:
         inputs.update(mode="compat", benchmarks=[i.benchmark for i in items],
                       answer_types=[i.category.get("answer_type") for i in items],
-                      option_formats=[i.option_format for i in items], raw_options=[list(i.raw_options) for i in items])
+                      sources=[dict(i.source) for i in items])
     return inputs
 
 

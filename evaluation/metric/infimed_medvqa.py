@@ -48,8 +48,8 @@ Args:
     mode (`str`): "default" (InfiMed's scorer) or "compat" (MedEvalKit's).
     benchmarks (`list[str]`, optional, compat): benchmark per item (MMMU has its own parser).
     answer_types (`list[str]`, optional, compat): "closed" or "open" per item.
-    option_formats, raw_options (`list`, optional, compat): how each item's options were shown (MedEvalKit compares
-        the displayed option text).
+    sources (`list[dict]`, optional, compat): each item's source strings (`question`, `answer`, `options`,
+        `context` as the dataset gives them), which MedEvalKit scores against.
     seed (`int`, compat): seed of MMMU's random option for unreadable answers, 42 as in MedEvalKit.
 Returns:
     accuracy, correct, unparsed (default mode) and num_items; scores: 1/0 per item.
@@ -76,7 +76,7 @@ class InfiMedMedVQA(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, kinds=None, options=None, questions=None, mode="default",
-                 benchmarks=None, answer_types=None, option_formats=None, raw_options=None, seed=42):
+                 benchmarks=None, answer_types=None, sources=None, seed=42):
         n = len(predictions)
         kinds = kinds or [QuestionKind.OPEN.value] * n
         options = options or [[] for _ in range(n)]
@@ -95,14 +95,13 @@ class InfiMedMedVQA(evaluate.Metric):
             raise ValueError(f"`mode` must be 'default' or 'compat', got {mode!r}.")
         benchmarks = benchmarks or ["custom"] * n
         answer_types = answer_types or [None] * n
-        option_formats = option_formats or ["dot"] * n
-        raw_options = raw_options or [[] for _ in range(n)]
+        sources = sources or [{} for _ in range(n)]
         rng = random.Random(seed)  # one draw per unreadable MMMU answer, in item order, as the harness does
         scores = []
         for i, (p, r, k, o, q) in enumerate(zip(predictions, references, kinds, options, questions)):
             item = EvalItem(id=str(i), benchmark=benchmarks[i], question=q, answer=r, kind=k,
                             prompt_type=_PROMPT_TYPE.get(k, "open_ended"), options=list(o),
-                            option_format=option_formats[i], raw_options=list(raw_options[i]),
+                            source=dict(sources[i] or {}),
                             category={"answer_type": answer_types[i]} if answer_types[i] else {})
             scores.append(int(bool(compat_score_item(item, p or "", rng)["compat"]["correct"])))
         return {"accuracy": sum(scores) / n if n else 0.0, "correct": sum(scores), "num_items": n, "scores": scores}
