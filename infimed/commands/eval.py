@@ -4,9 +4,13 @@
     infimed eval --model OpenGVLab/... --benchmarks infimed --data-dir /data/medbench --output eval/ --batch-size 16
     infimed eval --predictions other_system.jsonl --benchmarks vqa_rad --data-dir /data/medbench --output eval/
     infimed eval eval.yaml --limit 50          # EvalConfig fields in YAML; flags override them
+    infimed eval --model runs/rl --protocol reasoning --benchmarks infimed --data-dir /data/medbench --output eval/
+    infimed eval --endpoint http://localhost:8000/v1 --served-model infimed-rl-3b --protocol medevalkit \
+        --benchmarks infimed --data-dir /data/medbench --output eval/     # a vLLM / SGLang / TGI server
 
 Writes `results.json` (with model-index entries for model cards), `results.md`, `results.png`, and per benchmark
 `predictions.jsonl` + `metrics.json`. A rerun with the same output folder resumes from the per-item cache.
+`results.json` names the protocol, prompt set, parser and judge; generations cut by the token limit are counted.
 """
 
 from __future__ import annotations
@@ -34,5 +38,7 @@ def main(args) -> int:
     config = config_from_args(EvalConfig, args, config_file=args.config)
     results = run_evaluation(config)
     summary = {name: round(m["accuracy"], 4) for name, m in results["benchmarks"].items()}
-    print(json.dumps({"output": config.output_dir, "accuracy": summary}))
+    truncated = {name: m["truncated"] for name, m in results["benchmarks"].items() if m.get("truncated")}
+    print(json.dumps({"output": config.output_dir, "protocol": config.protocol, "accuracy": summary,
+                      **({"truncated": truncated} if truncated else {})}))
     return 0
