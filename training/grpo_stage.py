@@ -34,7 +34,7 @@ from infimed.processing.image_io import load_image
 
 from .grpo_config import InfiMedGRPOConfig
 from .grpo_trainer import InfiMedGRPOTrainer, prepare_grpo_dataset
-from .stages import StageType, load_stage_datasets
+from .stages import StageType, load_stage_datasets, require_samples
 
 __all__ = ["GRPO_STAGE", "dynamic_image_tokens", "filter_grpo_samples", "reward_curve"]
 
@@ -177,17 +177,14 @@ def _config_defaults(stage) -> dict:
 
 
 def _datasets(stage, recipe, processor, args):
-    raw_train, mix_report = load_stage_datasets(stage.datasets, recipe.seed)
+    raw_train, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name)
     train_dataset, dropped, dropped_examples = filter_grpo_samples(raw_train, processor, args, stage.max_length,
                                                                    args.strict_data)
-    if len(train_dataset) == 0:
-        raise ValueError(
-            f"Stage {stage.name!r}: no usable GRPO sample left ({dropped}); check the `datasets` selection "
-            "(GRPO needs question kinds with a verifiable `answer`)."
-        )
+    # GRPO needs question kinds with a verifiable `answer`; the reasons say which check emptied the data.
+    require_samples(stage.name, len(raw_train), len(train_dataset), dropped)
     eval_dataset = None
     if stage.eval_datasets:
-        raw_eval = load_stage_datasets(stage.eval_datasets, recipe.seed)[0]
+        raw_eval = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name)[0]
         eval_dataset = filter_grpo_samples(raw_eval, processor, args, stage.max_length, args.strict_data)[0]
     summary = {"samples": len(train_dataset), "dropped": dropped, "dropped_examples": dropped_examples,
                "mixing": mix_report}

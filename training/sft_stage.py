@@ -19,8 +19,8 @@ def _config_defaults(stage) -> dict:
 
 
 def _datasets(stage, recipe, processor, args):
-    train_dataset, mix_report = load_stage_datasets(stage.datasets, recipe.seed)
-    eval_dataset = load_stage_datasets(stage.eval_datasets, recipe.seed)[0] if stage.eval_datasets else None
+    train_dataset, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name)
+    eval_dataset = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name)[0] if stage.eval_datasets else None
     return train_dataset, eval_dataset, {"mixing": mix_report}
 
 

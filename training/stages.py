@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +42,13 @@ from .modules import set_trainable
 
 __all__ = [
     "CheckpointWriteError",
+    "EmptyDataError",
     "StageType",
     "checkpoint_problem",
     "last_checkpoint",
     "load_stage_datasets",
     "load_stage_model",
+    "require_samples",
     "lora_config",
     "run_stage",
     "save_stage_output",
@@ -68,11 +71,17 @@ STAGE_TRAINER_DEFAULTS = {
 }
 # Columns training reads; the others are dropped before mixing (sources are concatenated).
 _TRAINING_COLUMNS = ("id", "images", "messages", "prompt", "completion", "answer", "kind", "options", "question")
+# Distinct column values an empty `where` selection lists, to show what the column does hold.
+_VALUES_SHOWN = 8
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 # What a failed write looks like: errno values of a full or read-only disk, and torch.save's C++ writer messages
 # (`inline_container.cc: PytorchStreamWriter failed writing file`), which carry no errno.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
 _WRITE_MESSAGES = ("No space left on device", "Disk quota exceeded", "PytorchStreamWriter failed", "file write failed")
+
+
+class EmptyDataError(InfiMedError, ValueError):
+    """A stage has no training sample left after its `where` filters or its drops; the message counts them."""
 
 
 class CheckpointWriteError(InfiMedError, OSError):
@@ -253,7 +262,7 @@ def _training_columns(dataset):
     return as_image_list(dataset, "images")
 
 
-def _where(dataset, where: dict | None, label: str):
+def _where(dataset, where: dict | None, label: str, stage_name: str | None):
     if not where:
         return dataset
     missing = sorted(set(where) - set(dataset.column_names))
@@ -262,13 +271,35 @@ def _where(dataset, where: dict | None, label: str):
                          f"(columns: {dataset.column_names}).")
     wanted = {col: set(v) if isinstance(v, (list, tuple)) else {v} for col, v in where.items()}
     columns = list(wanted)
-    return dataset.filter(lambda *values: all(v in wanted[c] for c, v in zip(columns, values)),
-                          input_columns=columns, desc=f"Selecting {label}")
+    selected = dataset.filter(lambda *values: all(v in wanted[c] for c, v in zip(columns, values)),
+                              input_columns=columns, desc=f"Selecting {label}")
+    if len(selected) == 0:
+        # The values the columns do hold (most common first): usually a typo or another spelling of a kind.
+        present = {c: [v for v, _ in Counter(map(str, dataset[c])).most_common(_VALUES_SHOWN)] for c in columns}
+        raise EmptyDataError(
+            f"{f'Stage {stage_name!r}: ' if stage_name else ''}dataset {label!r}: `where: {where}` selects 0 of "
+            f"{len(dataset)} rows; the rows hold {present}. Fix the `where` values or the dataset `path`."
+        )
+    return selected
 
 
-def load_stage_datasets(specs, seed: int):
-    """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`."""
-    loaded = [_training_columns(_where(_load_one(spec), spec.where, spec.label)) for spec in specs]
+def require_samples(stage_name: str, loaded: int, kept: int, dropped: dict[str, int]) -> None:
+    """Raise one `EmptyDataError` naming the stage and the drops by reason when no training sample is left."""
+    if kept > 0:
+        return
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items(), key=lambda kv: -kv[1])) or "none"
+    raise EmptyDataError(
+        f"Stage {stage_name!r}: no training sample left: {loaded} loaded, all dropped (by reason: {reasons}). Check "
+        "the stage's `datasets` (paths, `where`, `count`) and the limits the reasons name (e.g. `max_length`)."
+    )
+
+
+def load_stage_datasets(specs, seed: int, stage_name: str | None = None):
+    """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`.
+
+    A `where` that selects no row raises `EmptyDataError` naming `stage_name`, the dataset and the values it holds.
+    """
+    loaded = [_training_columns(_where(_load_one(spec), spec.where, spec.label, stage_name)) for spec in specs]
     # Sources are concatenated, so they keep only the columns they all have (`images` is added where missing).
     common = set.intersection(*(set(d.column_names) for d in loaded))
     sources = []
@@ -357,6 +388,9 @@ def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir:
     peft_config = lora_config(stage.lora, stage.trainable) if stage.lora is not None else None
     trainer = stage_type.trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                        processing_class=processor, peft_config=peft_config)
+    # Drops made while the trainer prepares the data (the SFT packer's), or those the stage type counted before.
+    dropped = getattr(trainer, "dropped_samples", None) or data_summary.get("dropped") or {}
+    require_samples(stage.name, len(train_dataset), len(trainer.train_dataset), dropped)
     checkpoint, state = _resume_point(output_dir, args) if resume else (None, None)
     if checkpoint and _finished(state, args):
         # Trained to the end but not summarised (cut in the final save, or a failed push): training again would run
