@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
+from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling, _load
 from infimed.training.sft_trainer import find_rope_index_fn
 
 pytestmark = pytest.mark.upstream  # `make test-latest` runs these against the newest releases
@@ -157,3 +157,66 @@ def test_trl_fused_loss_path_takes_mrope_positions():
         add_fused_lm_head(model)
         fused = model(**batch, fused_lm_head=True).loss
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=0)
+
+
+def test_packed_equals_unpacked_through_the_sft_trainer_on_the_tiny_qwen_preset(tmp_path):
+    """`InfiMedSFTTrainer` on a Qwen2.5-VL (the `tiny-qwen2.5-vl` preset): a packed batch's loss and gradients,
+    computed by the trainer's own loss path, equal the token-weighted unpacked ones; its M-RoPE positions restart per
+    sample and equal each sample's own `get_rope_index`."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from infimed.core.composition import init_checkpoint
+    from infimed.training.sft_config import InfiMedSFTConfig
+    from infimed.training.sft_trainer import InfiMedSFTTrainer
+    from tests.training.test_sft import make_vqa_dataset
+
+    init_checkpoint("tiny-qwen2.5-vl", str(tmp_path / "init"), seed=0)
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "init").float()
+    processor = AutoProcessor.from_pretrained(tmp_path / "init")
+    args = InfiMedSFTConfig(output_dir=str(tmp_path / "out"), max_length=160, packing=True, use_cpu=True,
+                            report_to=[], per_device_train_batch_size=2, gradient_checkpointing=False,
+                            dataloader_num_workers=0)
+    trainer = InfiMedSFTTrainer(model=model, args=args, train_dataset=make_vqa_dataset(12),
+                                processing_class=processor)
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    samples = [s for row in rows for s in row["samples"]]
+    assert max(len(row["samples"]) for row in rows) > 1 and any(s["images"] for s in samples)  # really packed
+    batch = trainer.data_collator(rows)
+    image_token = processor.image_token_id
+
+    # M-RoPE positions (4, B, S): text positions and the three rope rows restart at each sample of a row.
+    assert batch["position_ids"].shape == (4, 2, batch["input_ids"].shape[1])
+    for b, row in enumerate(rows):
+        start = 0
+        for sample in row["samples"]:
+            ids = torch.tensor([sample["input_ids"]])
+            n = ids.shape[1]
+            grids = (processor.image_processor(images=[_load(im) for im in sample["images"]],
+                                               return_tensors="pt")["image_grid_thw"] if sample["images"] else None)
+            expected, _ = model.model.get_rope_index(ids, (ids == image_token).int(), grids)
+            assert torch.equal(batch["position_ids"][1:, b, start:start + n], expected[:, 0])
+            assert batch["position_ids"][0, b, start:start + n].tolist() == list(range(n))
+            start += n
+
+    model.train()
+    model.zero_grad()
+    packed = trainer.compute_loss(model, dict(batch))
+    packed.backward()
+    packed_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    counts = [sum(label != -100 for label in s["labels"][1:]) for s in samples]
+    total = sum(counts)
+    reference = 0
+    for sample, count in zip(samples, counts):
+        ids = torch.tensor([sample["input_ids"]])
+        images = (dict(processor.image_processor(images=[_load(im) for im in sample["images"]], return_tensors="pt"))
+                  if sample["images"] else {})
+        out = model(input_ids=ids, labels=torch.tensor([sample["labels"]]),
+                    mm_token_type_ids=(ids == image_token).int(), use_cache=False, **images)
+        reference = reference + out.loss * count / total
+    reference.backward()
+    torch.testing.assert_close(packed, reference, atol=1e-5, rtol=0)
+    assert packed_grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for name, grad in packed_grads.items():
+        torch.testing.assert_close(grad, dict(model.named_parameters())[name].grad, atol=1e-5, rtol=1e-4)
