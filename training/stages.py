@@ -76,7 +76,7 @@ _VALUES_SHOWN = 8
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 # What a failed write looks like: errno values of a full or read-only disk, and torch.save's C++ writer messages
 # (`inline_container.cc: PytorchStreamWriter failed writing file`), which carry no errno.
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _WRITE_MESSAGES = ("No space left on device", "Disk quota exceeded", "PytorchStreamWriter failed", "file write failed")
 
 
