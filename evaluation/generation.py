@@ -241,6 +241,23 @@ def _generate_or_isolate(model, processor, runnable, images, options, errors) ->
         ]
 
 
+def _load_request_images(request: GenerationRequest, options: GenerationOptions, errors: dict[str, int]):
+    """``(request keeping at most max_images images, their loaded images)``, or None when an image cannot be loaded
+    (counted under ``"image error"``). Dropped images are counted under ``"images truncated"``."""
+    wanted, messages = request.images, request.messages
+    if options.max_images is not None and len(wanted) > options.max_images:
+        wanted = wanted[: options.max_images]
+        messages = _drop_image_parts(messages, len(wanted))
+        errors["images truncated"] = errors.get("images truncated", 0) + 1
+    try:
+        loaded = _prepare_images(wanted, options)
+    except (ValueError, OSError) as exc:
+        errors["image error"] = errors.get("image error", 0) + 1
+        logger.warning("Item %s skipped: %s", request.key, exc)
+        return None
+    return GenerationRequest(request.key, messages, wanted), loaded
+
+
 def batched_generate(
     model: Any,
     processor: Any,
@@ -281,25 +298,13 @@ def batched_generate(
     results: list[str | None] = [cache.get(r.key) for r in requests]
     todo = [b for b in batches if any(requests[i].key not in cache for i in b)]
     bar = tqdm(total=len(requests), desc=desc, disable=not progress, initial=len(requests) - sum(map(len, todo)))
-    truncated = 0
     for batch in todo:
         runnable, images = [], []
         for i in batch:
-            request = requests[i]
-            wanted = request.images
-            if options.max_images is not None and len(wanted) > options.max_images:
-                wanted, truncated = wanted[: options.max_images], truncated + 1
-            try:
-                loaded = _prepare_images(wanted, options)
-            except (ValueError, OSError) as exc:
-                errors["image error"] = errors.get("image error", 0) + 1
-                logger.warning("Item %s skipped: %s", request.key, exc)
-                continue
-            messages = request.messages
-            if len(wanted) < len(request.images):
-                messages = _drop_image_parts(messages, len(wanted))
-            runnable.append((i, GenerationRequest(request.key, messages, wanted)))
-            images.append(loaded)
+            prepared = _load_request_images(requests[i], options, errors)
+            if prepared is not None:
+                runnable.append((i, prepared[0]))
+                images.append(prepared[1])
         if runnable:
             answers = _generate_or_isolate(model, processor, runnable, images, options, errors)
             fresh = []
@@ -315,11 +320,9 @@ def batched_generate(
             cache.put_many(fresh)
         bar.update(len(batch))
     bar.close()
-    if truncated:
-        warnings.warn(
-            f"{truncated} items had more than `max_images`={options.max_images} images; the extra ones were dropped."
-        )
-        errors["images truncated"] = truncated
+    if errors.get("images truncated"):
+        warnings.warn(f"{errors['images truncated']} items had more than `max_images`={options.max_images} images; "
+                      "the extra ones were dropped.")
     return results, errors
 
 
@@ -394,23 +397,13 @@ def endpoint_generate(
     # Enough requests in flight to keep the client's worker pool busy; a chunk is also the unit written to the cache.
     chunk = 4 * max(1, getattr(client, "max_concurrency", 1))
     bar = tqdm(total=len(requests), desc=desc, disable=not progress, initial=len(requests) - len(todo))
-    truncated_images = 0
     for start in range(0, len(todo), chunk):
         indices, bodies = [], []
         for i in todo[start:start + chunk]:
-            request = requests[i]
-            wanted = request.images
-            messages = request.messages
-            if options.max_images is not None and len(wanted) > options.max_images:
-                wanted, truncated_images = wanted[: options.max_images], truncated_images + 1
-                messages = _drop_image_parts(messages, len(wanted))
-            try:
-                bodies.append(_openai_messages(messages, _prepare_images(wanted, options)))
-            except (ValueError, OSError) as exc:
-                errors["image error"] = errors.get("image error", 0) + 1
-                logger.warning("Item %s skipped: %s", request.key, exc)
-                continue
-            indices.append(i)
+            prepared = _load_request_images(requests[i], options, errors)
+            if prepared is not None:
+                bodies.append(_openai_messages(prepared[0].messages, prepared[1]))
+                indices.append(i)
         answers = client.complete(bodies, temperature=0.0, max_tokens=_budget(options)) if bodies else []
         fresh = []
         for i, answer in zip(indices, answers):
@@ -423,6 +416,4 @@ def endpoint_generate(
         cache.put_many(fresh)
         bar.update(len(todo[start:start + chunk]))
     bar.close()
-    if truncated_images:
-        errors["images truncated"] = truncated_images
     return results, errors

@@ -13,12 +13,8 @@ from tests.helpers.openai_stub import OpenAIStub, last_user_text
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    from infimed.data.demo import DemoDataConfig, build_demo_dataset
-
-    path = tmp_path_factory.mktemp("demo")
-    build_demo_dataset(DemoDataConfig(num_samples=4, num_eval=8, seed=0)).save_to_disk(str(path))
-    return path
+def demo_dir(demo_data):
+    return demo_data(8)
 
 
 @pytest.fixture(scope="module")

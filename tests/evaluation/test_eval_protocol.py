@@ -13,12 +13,8 @@ from infimed.testing import tiny_model, tiny_processor
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    from infimed.data.demo import DemoDataConfig, build_demo_dataset
-
-    path = tmp_path_factory.mktemp("demo")
-    build_demo_dataset(DemoDataConfig(num_samples=4, num_eval=6, seed=0)).save_to_disk(str(path))
-    return path
+def demo_dir(demo_data):
+    return demo_data(6)
 
 
 def test_token_budget_doctests():
