@@ -23,37 +23,17 @@ from transformers.utils import cached_file
 from infimed.modeling.configuration_infimed import InfiMedConfig, vision_grid_side
 from infimed.modeling.modeling_infimed import InfiMedForConditionalGeneration
 from infimed.modeling.presets import TINY_QWEN_TOKENS, build_config, get_preset, model_class
-from infimed.processing import InfiMedImageProcessor, InfiMedProcessor, QwenVLImageTextProcessor
+from infimed.processing import CHAT_TEMPLATE, InfiMedImageProcessor, InfiMedProcessor, QwenVLImageTextProcessor
 from infimed.processing.tiny_tokenizer import build_tiny_tokenizer
 
 __all__ = ["QWEN_VL_CHAT_TEMPLATE", "compose_from_pretrained", "init_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-# Qwen2.5-VL's ChatML, with each image as <|vision_start|><|image_pad|><|vision_end|> (the processor expands
-# <|image_pad|> to the image's grid) and `{% generation %}` around what the assistant says, for assistant masks.
-QWEN_VL_CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\n' }}"
-    "{%- if message['content'] is string %}"
-    "{%- set parts = [{'type': 'text', 'text': message['content']}] %}"
-    "{%- else %}{%- set parts = message['content'] %}{%- endif %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{% generation %}"
-    "{%- for part in parts %}{%- if part['type'] == 'text' %}{{- part['text'] }}{%- endif %}{%- endfor %}"
-    "{{- '<|im_end|>' }}"
-    "{% endgeneration %}"
-    "{{- '\n' }}"
-    "{%- else %}"
-    "{%- for part in parts %}"
-    "{%- if part['type'] == 'image' %}{{- '<|vision_start|><|image_pad|><|vision_end|>' }}"
-    "{%- elif part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
-    "{%- endfor %}"
-    "{{- '<|im_end|>\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
-)
+# Qwen2.5-VL's ChatML: InfiMed's template (the same `{% generation %}` markers, for assistant masks) with each image
+# as <|vision_start|><|image_pad|><|vision_end|>, which Qwen's processor expands to the image's grid.
+_INFIMED_IMAGE = "{{- '<image>\n' }}"  # as in CHAT_TEMPLATE: the Python escape, one newline character
+QWEN_VL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace(_INFIMED_IMAGE, "{{- '<|vision_start|><|image_pad|><|vision_end|>' }}")
 # The tiny Qwen2.5-VL's pixel bounds: a 64x64 demo image stays 64x64 (16 visual tokens); 32x32 is the floor.
 _TINY_QWEN_MIN_PIXELS, _TINY_QWEN_MAX_PIXELS = 32 * 32, 64 * 64
 
