@@ -20,6 +20,17 @@ A recipe:
         learning_rate: 1.0e-3       # (InfiMedSFTConfig for sft, InfiMedGRPOConfig for grpo)
         assistant_only_loss: false
 
+Precision and kernels, per stage:
+
+        dtype: bfloat16             # weights: float32 (default; `bf16: true` autocasts on CUDA), bfloat16, float16, auto
+        attn_implementation: flash_attention_2  # sdpa (default), eager, flex_attention, flash_attention_2/3
+        gradient_checkpointing: true            # trainer config fields, passed through as written:
+        torch_compile: true                     #   compile the model (TrainingArguments)
+        use_liger_kernel: true                  #   Liger's fused kernels (needs `liger-kernel` installed)
+
+A kernel that is not installed fails when the recipe loads, naming the stage. Packed rows carry `position_ids` and
+no attention mask, so flash attention takes its varlen path and flex attention a block mask (docs/packing.md).
+
 A stage is one mapping: the `StageSpec` keys (data, model and hand-over) and the fields of its type's trainer config,
 over the defaults of `infimed.training.stages.STAGE_TRAINER_DEFAULTS`. Every stage is validated when the recipe is
 loaded: an unknown key or a value of the wrong type fails there, naming the stage and the key.
@@ -48,9 +59,10 @@ from infimed.core.parameter_groups import MODULE_GROUPS
 from infimed.core.composition import init_checkpoint
 from infimed.modeling.presets import PRESETS
 
+from .distributed import is_main_process, main_process_first, wait_for_everyone
 from .grpo_stage import GRPO_STAGE
 from .sft_stage import SFT_STAGE
-from .stages import StageType, run_stage, trainer_config
+from .stages import StageType, attention_problem, run_stage, trainer_config
 
 __all__ = ["STAGE_TYPES", "DatasetSpec", "LoraSpec", "StageSpec", "Recipe", "load_recipe", "recipe_from_dict",
            "run_recipe"]
@@ -60,6 +72,7 @@ logger = logging.getLogger(__name__)
 # A stage's `type:` -> what that type adds to the one stage runner (`infimed.training.stages.run_stage`).
 STAGE_TYPES: dict[str, StageType] = {"sft": SFT_STAGE, "grpo": GRPO_STAGE}
 STAGE_DONE_FILE = "stage_summary.json"
+_DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
 @dataclass
@@ -70,8 +83,18 @@ class DatasetSpec:
     hub_id: str | None = field(default=None, metadata={"help": "Hub dataset id, loaded with `datasets.load_dataset`."})
     config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     split: str = field(default="train", metadata={"help": "Split to use."})
-    weight: float | None = field(default=None, metadata={"help": "Share of the mix (proportions across sources)."})
+    weight: float | None = field(default=None, metadata={"help": "Share of the mix's rows (proportions)."})
     count: int | None = field(default=None, metadata={"help": "Exact number of samples to take."})
+    token_weight: float | None = field(
+        default=None, metadata={"help": "Share of the mix's tokens (text + images x visual tokens per image)."}
+    )
+    tokens: int | None = field(default=None, metadata={"help": "Tokens to take (rows are added until reached)."})
+    allow_repeat: bool = field(
+        default=False, metadata={"help": "Repeat rows when asked for more than the source holds (otherwise an error)."}
+    )
+    allow_shortfall: bool = field(
+        default=False, metadata={"help": "Take every row when asked for more than the source holds (reported)."}
+    )
     name: str | None = field(default=None, metadata={"help": "Label in reports; defaults to the path or id."})
     where: dict[str, Any] | None = field(
         default=None,
@@ -81,8 +104,12 @@ class DatasetSpec:
     def __post_init__(self):
         if (self.path is None) == (self.hub_id is None):
             raise ValueError(f"A dataset entry needs exactly one of `path` or `hub_id`, got {self}.")
-        if self.weight is not None and self.count is not None:
-            raise ValueError(f"Dataset {self.label!r}: give `weight` or `count`, not both.")
+        amounts = [k for k in ("weight", "count", "token_weight", "tokens") if getattr(self, k) is not None]
+        if len(amounts) > 1:
+            raise ValueError(f"Dataset {self.label!r}: give one of `weight`, `count`, `token_weight` or `tokens`, "
+                             f"not {' and '.join(f'`{k}`' for k in amounts)}.")
+        if self.allow_repeat and self.allow_shortfall:
+            raise ValueError(f"Dataset {self.label!r}: `allow_repeat` and `allow_shortfall` exclude each other.")
 
     @property
     def label(self) -> str:
@@ -133,6 +160,16 @@ class StageSpec:
     max_length: int = field(default=2048, metadata={"help": "Tokens per packed row (SFT); prompt + completion (GRPO)."})
     lora: LoraSpec | None = field(default=None, metadata={"help": "LoRA block; full fine-tuning when absent."})
     push_to_hub: str | None = field(default=None, metadata={"help": "`ORG/NAME` to upload the stage output to."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "Precision the weights load in: float32 (with the trainer's `bf16` autocast on CUDA), "
+                          "bfloat16 or float16 (pure low-precision weights), or auto (the checkpoint's own)."},
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel: sdpa (default), eager, flex_attention, flash_attention_2 or "
+                          "flash_attention_3 (where installed). Packed rows use its per-sample path, with no mask."},
+    )
     trainer: dict[str, Any] = field(
         default_factory=dict, init=False, metadata={"help": "The stage's trainer config keys, as written."}
     )
@@ -155,6 +192,10 @@ class StageSpec:
                 raise ValueError(f"`{key}` must be positive, got {getattr(self, key)}.")
         if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
             raise ValueError(f"`min_pixels` ({self.min_pixels}) is larger than `max_pixels` ({self.max_pixels}).")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"`dtype` must be one of {list(_DTYPES)}, got {self.dtype!r}.")
+        if problem := attention_problem(self.attn_implementation):
+            raise ValueError(problem)
         if self.push_to_hub is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.push_to_hub):
             raise ValueError(f"`push_to_hub` must look like `ORG/NAME`, got {self.push_to_hub!r}.")
 
@@ -248,14 +289,18 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 
 
 def _initial_model(recipe: Recipe, output_dir: str) -> str:
-    """The checkpoint the first stage starts from: `recipe.model` itself, or a preset initialised into OUTPUT/init."""
+    """The checkpoint the first stage starts from: `recipe.model` itself, or a preset initialised into OUTPUT/init.
+
+    Under a multi-process launch the main process initialises it; the others wait, then find it written.
+    """
     if recipe.model not in PRESETS:
         return recipe.model
     init_dir = os.path.join(output_dir, "init")
-    if not os.path.exists(os.path.join(init_dir, "config.json")):
-        logger.info("Initialising preset %s into %s", recipe.model, init_dir)
-        init_checkpoint(recipe.model, init_dir, vision_model=recipe.vision_model,
-                        language_model=recipe.language_model, seed=recipe.seed)
+    with main_process_first():
+        if not os.path.exists(os.path.join(init_dir, "config.json")):
+            logger.info("Initialising preset %s into %s", recipe.model, init_dir)
+            init_checkpoint(recipe.model, init_dir, vision_model=recipe.vision_model,
+                            language_model=recipe.language_model, seed=recipe.seed)
     return init_dir
 
 
@@ -265,9 +310,15 @@ def run_recipe(recipe: Recipe, *, output_dir: str | None = None, stage: str | No
 
     `after_stage(spec, summary)`, called when a stage has trained and saved, returns entries to add to its summary
     (`infimed train` uploads the stages that set `push_to_hub` there).
+
+    Under a multi-process launch (accelerate, torchrun) every process runs this; the main process alone writes the
+    summaries and calls `after_stage`, and all processes meet at a barrier after each stage before the next one
+    loads its output (`infimed.training.distributed`).
     """
     output_dir = output_dir or recipe.output_dir
-    os.makedirs(output_dir, exist_ok=True)
+    main = is_main_process()
+    if main:
+        os.makedirs(output_dir, exist_ok=True)
     names = [s.name for s in recipe.stages]
     if stage is not None and stage not in names:
         raise ValueError(f"No stage named {stage!r} in the recipe; stages are {names}.")
@@ -296,11 +347,16 @@ def run_recipe(recipe: Recipe, *, output_dir: str | None = None, stage: str | No
         result = run_stage(spec, recipe, STAGE_TYPES[spec.type], previous, stage_dir, resume)
         result = {"name": spec.name, "type": spec.type, "init_model": previous, "output_dir": stage_dir,
                   "wall_seconds": round(time.time() - start, 2), **result}
-        if after_stage is not None:
-            result.update(after_stage(spec, result))
-        Path(done_file).write_text(json.dumps(result, indent=2, default=str))
-        summary["stages"][spec.name] = result
-        summary_path.write_text(json.dumps(summary, indent=2, default=str))
+        if main:
+            if after_stage is not None:
+                result.update(after_stage(spec, result))
+            Path(done_file).write_text(json.dumps(result, indent=2, default=str))
+            summary["stages"][spec.name] = result
+            summary_path.write_text(json.dumps(summary, indent=2, default=str))
+        else:
+            summary["stages"][spec.name] = result
+        wait_for_everyone()  # the stage's output and summary are written before any process moves on
         previous = stage_dir
-    summary_path.write_text(json.dumps(summary, indent=2, default=str))
+    if main:
+        summary_path.write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -32,11 +32,14 @@ from typing import Any
 
 from safetensors import safe_open
 
+import infimed
+
 from infimed.core.config import ConfigError, config_from_dict
 from infimed.core.errors import InfiMedError
 from infimed.core.datasets import as_image_list, load_hub, load_local
 from infimed.data.mixing import MixSource, mix_sources
 
+from .distributed import main_process_first
 from .image_tokens import set_num_image_tokens, set_pixel_bounds
 from .modules import set_trainable
 
@@ -44,10 +47,13 @@ __all__ = [
     "CheckpointWriteError",
     "EmptyDataError",
     "StageType",
+    "attention_problem",
     "checkpoint_problem",
     "last_checkpoint",
     "load_stage_datasets",
     "load_stage_model",
+    "sample_token_lengths",
+    "visual_tokens_per_image",
     "require_samples",
     "lora_config",
     "run_stage",
@@ -219,19 +225,44 @@ def _writing(folder: str):
         ) from err
 
 
-def load_stage_model(init_model: str, stage, recipe, *, dtype=None):
+def attention_problem(attn_implementation: str | None) -> str | None:
+    """Why `attn_implementation` cannot be used in this environment (unknown, or its kernel is not installed)."""
+    from transformers.utils import (is_flash_attn_2_available, is_flash_attn_3_available,
+                                    is_torch_flex_attn_available)
+
+    installed = {"flash_attention_2": (is_flash_attn_2_available, "pip install flash-attn (CUDA only)"),
+                 "flash_attention_3": (is_flash_attn_3_available, "install flash-attn 3 from its hopper/ folder"),
+                 "flex_attention": (is_torch_flex_attn_available, "upgrade torch to 2.5 or newer")}
+    if attn_implementation is None or attn_implementation in ("sdpa", "eager"):
+        return None
+    if attn_implementation not in installed:
+        return (f"unknown `attn_implementation` {attn_implementation!r}; choose from "
+                f"{sorted(['sdpa', 'eager', *installed])}.")
+    available, how = installed[attn_implementation]
+    if not available():
+        return (f"`attn_implementation: {attn_implementation}` needs a kernel that is not installed here ({how}); "
+                "or use `sdpa`.")
+    return None
+
+
+def load_stage_model(init_model: str, stage, recipe):
     """Load model + processor from `init_model`; apply the stage's `num_image_tokens` and `trainable` groups.
 
-    Returns `(model, processor, trainable_counts)`.
+    The stage's `dtype` (`auto`: the checkpoint's own) and `attn_implementation` (None: transformers' default,
+    sdpa) choose the weights' precision and the attention kernel. Returns `(model, processor, trainable_counts)`.
     """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    import infimed  # noqa: F401  (registers the InfiMed Auto classes)
-
+    infimed.register()
+    problem = attention_problem(stage.attn_implementation)
+    if problem:
+        raise ConfigError(f"Stage {stage.name!r}: {problem}")
+    dtype = stage.dtype if stage.dtype == "auto" else getattr(torch, stage.dtype)
+    kernel = {"attn_implementation": stage.attn_implementation} if stage.attn_implementation else {}
     try:
         model = AutoModelForImageTextToText.from_pretrained(
-            init_model, trust_remote_code=recipe.trust_remote_code, dtype=dtype or torch.float32
+            init_model, trust_remote_code=recipe.trust_remote_code, dtype=dtype, **kernel
         )
         processor = AutoProcessor.from_pretrained(init_model, trust_remote_code=recipe.trust_remote_code)
     except ValueError as err:
@@ -294,11 +325,53 @@ def require_samples(stage_name: str, loaded: int, kept: int, dropped: dict[str, 
     )
 
 
-def load_stage_datasets(specs, seed: int, stage_name: str | None = None):
+def visual_tokens_per_image(processor) -> int | None:
+    """Tokens one image takes in a sample: the processor's fixed count (InfiMed), or the most a dynamic-resolution
+    processor gives (Qwen2.5-VL: `longest_edge` pixels / (patch x merge)^2, an upper bound); None when unknown."""
+    if getattr(processor, "num_image_tokens", None):
+        return int(processor.num_image_tokens)
+    image_processor = getattr(processor, "image_processor", None)
+    size, patch, merge = (getattr(image_processor, key, None) for key in ("size", "patch_size", "merge_size"))
+    if size is None or patch is None or merge is None:
+        return None
+    longest = size["longest_edge"] if isinstance(size, dict) else getattr(size, "longest_edge", None)
+    return None if longest is None else int(longest // (patch * merge) ** 2)
+
+
+def sample_token_lengths(dataset, processor, image_tokens: int, batch_size: int = 1000) -> list[int]:
+    """Tokens of each row as training will see them, from its text and image count alone (no image is decoded).
+
+    The chat template is rendered as text and tokenized; each image placeholder token then counts as
+    `image_tokens` (what the processor expands it to). Rows with `prompt`/`completion` columns (GRPO) count both.
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    image_token_id = getattr(processor, "image_token_id", None)
+    text_columns = [c for c in ("messages", "prompt", "completion") if c in dataset.column_names]
+    lengths: list[int] = []
+    for batch in dataset.select_columns([*text_columns, "images"]).iter(batch_size=batch_size):
+        texts = ["".join(processor.apply_chat_template(batch[c][i], tokenize=False) if isinstance(batch[c][i], list)
+                         else str(batch[c][i] or "") for c in text_columns) for i in range(len(batch["images"]))]
+        for ids, images in zip(tokenizer(texts, add_special_tokens=False)["input_ids"], batch["images"]):
+            placeholders = sum(token == image_token_id for token in ids) if image_token_id is not None else 0
+            lengths.append(len(ids) - placeholders + len(images or []) * image_tokens)
+    return lengths
+
+
+def load_stage_datasets(specs, seed: int, stage_name: str | None = None, processor=None):
     """Mix the stage's sources with `infimed.data.mixing.mix_sources`; return `(dataset, mixing report)`.
 
-    A `where` that selects no row raises `EmptyDataError` naming `stage_name`, the dataset and the values it holds.
+    With the stage's `processor`, every row's tokens are counted (`sample_token_lengths`, no image decoding), so
+    sources can ask for `tokens`/`token_weight` and the report gives each source's requested and taken tokens.
+    A `where` that selects no row raises `EmptyDataError` naming `stage_name`, the dataset and the values it holds;
+    a source that cannot give what it is asked raises naming it (unless it sets `allow_repeat`/`allow_shortfall`).
     """
+    where = f"Stage {stage_name!r}: " if stage_name else ""
+    by_tokens = [spec.label for spec in specs if spec.tokens is not None or spec.token_weight is not None]
+    image_tokens = visual_tokens_per_image(processor) if processor is not None else None
+    if by_tokens and (processor is None or image_tokens is None):
+        missing = "the stage's processor" if processor is None else "a visual-token count per image"
+        raise ConfigError(f"{where}dataset(s) {by_tokens} mix by tokens, which needs {missing} to count each row's "
+                          "tokens; use `count`/`weight` for this stage, or set its `num_image_tokens`.")
     loaded = [_training_columns(_where(_load_one(spec), spec.where, spec.label, stage_name)) for spec in specs]
     # Sources are concatenated, so they keep only the columns they all have (`images` is added where missing).
     common = set.intersection(*(set(d.column_names) for d in loaded))
@@ -313,8 +386,16 @@ def load_stage_datasets(specs, seed: int, stage_name: str | None = None):
             except (ValueError, TypeError) as err:
                 raise ValueError(f"Dataset {name!r} cannot be mixed with {sources[0].name!r}: their columns have "
                                  f"different types ({err}). Convert both to the TRL vision format first.") from err
-        sources.append(MixSource(dataset, name, weight=spec.weight, count=spec.count))
-    return mix_sources(sources, seed=seed)
+        lengths = sample_token_lengths(dataset, processor, image_tokens) if image_tokens is not None else None
+        sources.append(MixSource(dataset, name, weight=spec.weight, count=spec.count, token_weight=spec.token_weight,
+                                 tokens=spec.tokens, lengths=lengths, allow_repeat=spec.allow_repeat,
+                                 allow_shortfall=spec.allow_shortfall))
+    try:
+        mixed, report = mix_sources(sources, seed=seed)
+    except ValueError as err:
+        raise ConfigError(f"{where}{err}") from err
+    report["visual_tokens_per_image"] = image_tokens
+    return mixed, report
 
 
 def lora_config(spec, trainable):
@@ -331,13 +412,24 @@ def lora_config(spec, trainable):
                       task_type="CAUSAL_LM")
 
 
-def save_stage_output(model, processor, output_dir: str) -> None:
-    """Write a full checkpoint (adapters merged) with its processor to `output_dir`."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+def save_stage_output(trainer, processor, output_dir: str) -> None:
+    """Write the trained model as a full checkpoint (LoRA merged) with its processor to `output_dir`, once.
+
+    Every process calls this: `trainer.save_model` gathers the full state dict under FSDP and DeepSpeed ZeRO-3 (a
+    collective, so all ranks take part) and the main process alone writes it. A sharded FSDP state dict type is
+    switched to a full one for this save, since the next stage loads the folder with `from_pretrained`.
+    """
+    model = trainer.model
     with _writing(output_dir):
-        model.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
+        if hasattr(model, "merge_and_unload"):  # PEFT: each process holds the full model (DDP or one process)
+            merged = model.merge_and_unload()
+            if trainer.args.should_save:
+                merged.save_pretrained(output_dir)
+                processor.save_pretrained(output_dir)
+            return
+        if trainer.is_fsdp_enabled:
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(output_dir)  # writes the processor (`processing_class`) too
 
 
 def stage_train_loss(log_history: list[dict], resumed_at: int, resumed_loss: float | None, last_step: int):
@@ -391,7 +483,14 @@ def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir:
     # Drops made while the trainer prepares the data (the SFT packer's), or those the stage type counted before.
     dropped = getattr(trainer, "dropped_samples", None) or data_summary.get("dropped") or {}
     require_samples(stage.name, len(train_dataset), len(trainer.train_dataset), dropped)
-    checkpoint, state = _resume_point(output_dir, args) if resume else (None, None)
+    if peft_config is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ConfigError(
+            f"Stage {stage.name!r}: `lora` is not supported under FSDP or DeepSpeed (the adapters would be merged into "
+            "sharded weights). Launch LoRA stages with DDP (`recipes/accelerate/ddp.yaml`) or one process, or drop "
+            "the `lora` block for full fine-tuning."
+        )
+    with main_process_first():  # the main process removes cut checkpoints before the others look
+        checkpoint, state = _resume_point(output_dir, args) if resume else (None, None)
     if checkpoint and _finished(state, args):
         # Trained to the end but not summarised (cut in the final save, or a failed push): training again would run
         # step max_steps + 1. Load the last checkpoint's weights and state instead, then save and summarise.
@@ -405,7 +504,7 @@ def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir:
             logger.info("Stage %s resumes from %s", stage.name, checkpoint)
         with _writing(output_dir):
             trained_loss = trainer.train(resume_from_checkpoint=checkpoint).training_loss
-    save_stage_output(trainer.model, processor, output_dir)
+    save_stage_output(trainer, processor, output_dir)
     resumed_at = state.global_step if state is not None else 0
     train_loss = stage_train_loss(trainer.state.log_history, resumed_at, trained_loss, trainer.state.global_step)
     return {

@@ -3,6 +3,9 @@
     infimed train recipes/demo.yaml
     infimed train recipes/infimed-foundation-1.7b.yaml --output runs/f17 --stage sft-3 --resume
     accelerate launch --config_file recipes/accelerate/ddp.yaml -m infimed.cli train recipes/demo.yaml
+    torchrun --nproc_per_node 8 -m infimed.cli train recipes/demo.yaml
+
+Under a multi-process launch only the main process copies the recipe, writes summaries, pushes and prints.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from infimed.hub import push_model
+from infimed.training.distributed import is_main_process
 from infimed.training.recipe import load_recipe, run_recipe
 
 __all__ = ["add_arguments", "main", "push_if_asked"]
@@ -41,11 +45,16 @@ def main(args: argparse.Namespace) -> int:
     output_dir = args.output or recipe.output_dir
     # Kept beside recipe_summary.json: model cards describe the stages (data mix, visual tokens, trainable modules)
     # from it, also when a stage is pushed to the Hub on its own.
-    os.makedirs(output_dir, exist_ok=True)
-    if os.path.abspath(args.recipe) != os.path.abspath(os.path.join(output_dir, "recipe.yaml")):
-        shutil.copyfile(args.recipe, os.path.join(output_dir, "recipe.yaml"))
+    main = is_main_process()
+    if main:
+        os.makedirs(output_dir, exist_ok=True)
+        if os.path.abspath(args.recipe) != os.path.abspath(os.path.join(output_dir, "recipe.yaml")):
+            shutil.copyfile(args.recipe, os.path.join(output_dir, "recipe.yaml"))
+    # run_recipe calls `after_stage` (the push) on the main process only
     summary = run_recipe(recipe, output_dir=args.output, stage=args.stage, resume=args.resume,
                          after_stage=push_if_asked)
+    if not main:
+        return 0
     short = {name: {k: s.get(k) for k in ("steps", "seconds", "final_loss", "packing_efficiency", "dropped")}
              for name, s in summary["stages"].items()}
     print(json.dumps({"output_dir": summary["output_dir"], "stages": short}, indent=2))

@@ -1,0 +1,181 @@
+"""`infimed train` of a two-stage recipe under a 2-process CPU launch (gloo): DDP with torchrun, FSDP2 with accelerate.
+
+Each launch runs this file as the worker: it records every write of model weights, processors and summaries (by
+rank and folder) and then runs `infimed train`. The test checks one writer per stage output, that the final
+checkpoint gives the logits of a 1-process run at the same global batch (2 rows per step: 1 process x 2 rows or
+2 processes x 1 row), and that both runs logged the same loss curve. SGD, so the curves compare the averaged
+gradients directly.
+
+    torchrun --nproc_per_node 2 tests/training/test_distributed_train.py RECIPE.yaml LOG_DIR
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from infimed.testing import tiny_processor
+from infimed.training.recipe import recipe_from_dict, run_recipe
+from tests.training.test_sft import make_vqa_dataset
+
+STAGES = ("pretrain", "sft")
+ROOT = Path(__file__).resolve().parents[2]
+FSDP2_CPU = {
+    "compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP", "num_machines": 1, "num_processes": 2,
+    "machine_rank": 0, "mixed_precision": "no", "use_cpu": True, "main_training_function": "main",
+    "fsdp_config": {
+        "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "fsdp_transformer_layer_cls_to_wrap": "Qwen3DecoderLayer,SiglipEncoderLayer",
+        # sharded on purpose: the stage output must still be one full checkpoint the next stage loads
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_reshard_after_forward": True,
+        "fsdp_cpu_ram_efficient_loading": False, "fsdp_offload_params": False,
+    },
+}
+
+
+def _recipe(data_dir: str, output_dir: str, rows_per_device: int, **extra) -> dict:
+    def stage(name, tokens):
+        return dict(name=name, type="sft", datasets=[{"path": data_dir, "split": "train"}], num_image_tokens=tokens,
+                    max_length=160, max_steps=2, learning_rate=0.3, optim="sgd", lr_scheduler_type="constant",
+                    warmup_steps=0.0, per_device_train_batch_size=rows_per_device, gradient_checkpointing=False,
+                    logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, bf16=False,
+                    ddp_find_unused_parameters=True, **extra)
+
+    return {"model": "tiny", "output_dir": output_dir, "seed": 5, "stages": [stage(STAGES[0], 16), stage(STAGES[1], 16)]}
+
+
+def _worker(recipe_path: str, log_dir: str, *flags: str) -> int:
+    """Run `infimed train` with every weights, processor and text write recorded in LOG_DIR/writes<rank>.jsonl."""
+    import transformers.modeling_utils as modeling_utils
+    from transformers import ProcessorMixin
+
+    from infimed.cli import main
+
+    rank = int(os.environ.get("RANK", "0"))
+    log = open(os.path.join(log_dir, f"writes{rank}.jsonl"), "a")
+
+    def record(kind, path):
+        log.write(json.dumps({"rank": rank, "kind": kind, "path": os.path.abspath(str(path))}) + "\n")
+        log.flush()
+
+    save_file, save_processor, write_text = modeling_utils.safe_save_file, ProcessorMixin.save_pretrained, Path.write_text
+
+    def weights(state_dict, filename, *args, **kwargs):
+        record("weights", os.path.dirname(filename))
+        return save_file(state_dict, filename, *args, **kwargs)
+
+    def processor(self, save_directory, *args, **kwargs):
+        record("processor", save_directory)
+        return save_processor(self, save_directory, *args, **kwargs)
+
+    def text(self, *args, **kwargs):
+        record("text", self)
+        return write_text(self, *args, **kwargs)
+
+    modeling_utils.safe_save_file, ProcessorMixin.save_pretrained, Path.write_text = weights, processor, text
+    return main(["train", recipe_path, *flags])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(launcher: list[str], recipe_path: Path, log_dir: Path, *flags: str) -> list[dict]:
+    log_dir.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", *launcher, __file__, str(recipe_path), str(log_dir), *flags]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-6000:]
+    return [json.loads(line) for f in sorted(log_dir.glob("writes*.jsonl")) for line in f.read_text().splitlines()]
+
+
+def _torchrun():
+    return ["torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+            str(_free_port())]
+
+
+def _accelerate(config: Path):
+    return ["accelerate.commands.launch", "--config_file", str(config), "--main_process_port", str(_free_port())]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: the same recipe in this process, 2 rows per step."""
+    root = tmp_path_factory.mktemp("one")
+    data_dir = str(root / "data")
+    datasets.DatasetDict({"train": make_vqa_dataset(16, seed=9)}).save_to_disk(data_dir)
+    summary = run_recipe(recipe_from_dict(_recipe(data_dir, str(root / "run"), rows_per_device=2)))
+    return data_dir, root / "run", summary
+
+
+def _losses(stage_summary: dict) -> list[float]:
+    return [e["loss"] for e in stage_summary["log_history"] if "loss" in e]
+
+
+def _logits(folder: Path) -> torch.Tensor:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(str(folder), trust_remote_code=True, dtype=torch.float32)
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    sample = tiny_processor(num_image_tokens=16)(text="<image>\nIs there a nodule?", images=[Image.fromarray(pixels)],
+                                                 return_tensors="pt")
+    with torch.no_grad():
+        return model(**sample).logits
+
+
+def _check_two_processes(tmp_path, one_process, launcher, tol):
+    data_dir, one_run, one_summary = one_process
+    run = tmp_path / "run"
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(_recipe(data_dir, str(run), rows_per_device=1)))
+    writes = _launch(launcher, recipe_path, tmp_path / "log")
+
+    # exactly one process wrote each handed-over folder (init, each stage) and each summary
+    for folder in ["init", *STAGES]:
+        for kind in ("weights", "processor"):
+            writers = [w["rank"] for w in writes if w["kind"] == kind and w["path"] == str(run / folder)]
+            assert writers == [0], (folder, kind, writers)
+    for name in ["recipe_summary.json", *(f"{s}/stage_summary.json" for s in STAGES)]:
+        writers = {w["rank"] for w in writes if w["kind"] == "text" and w["path"] == str(run / name)}
+        assert writers == {0}, (name, writers)
+
+    summary = json.loads((run / "recipe_summary.json").read_text())
+    for stage in STAGES:
+        two, one = _losses(summary["stages"][stage]), _losses(one_summary["stages"][stage])
+        assert len(two) == len(one) == 2
+        assert max(abs(a - b) for a, b in zip(one, two)) < tol, (stage, one, two)
+    torch.testing.assert_close(_logits(run / STAGES[-1]), _logits(one_run / STAGES[-1]), atol=tol, rtol=0)
+    return run, recipe_path
+
+
+@pytest.mark.slow
+def test_ddp_torchrun_writes_once_and_matches_one_process(tmp_path, one_process):
+    run, recipe_path = _check_two_processes(tmp_path, one_process, _torchrun(), tol=1e-4)
+    # --resume under the launcher: finished stages are skipped, nothing is trained or written again
+    before = {p: p.stat().st_mtime_ns for p in run.glob("*/model.safetensors")}
+    writes = _launch(_torchrun(), recipe_path, tmp_path / "resume-log", "--resume")
+    assert not [w for w in writes if w["kind"] in ("weights", "processor")]
+    assert before == {p: p.stat().st_mtime_ns for p in run.glob("*/model.safetensors")}
+
+
+@pytest.mark.slow
+def test_fsdp2_accelerate_writes_full_checkpoints_once_and_matches_one_process(tmp_path, one_process):
+    config = tmp_path / "fsdp2.yaml"
+    config.write_text(yaml.safe_dump(FSDP2_CPU))
+    _check_two_processes(tmp_path, one_process, _accelerate(config), tol=1e-3)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(*sys.argv[1:]))
