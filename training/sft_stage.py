@@ -19,8 +19,11 @@ def _config_defaults(stage) -> dict:
 
 
 def _datasets(stage, recipe, processor, args):
-    train_dataset, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name)
-    eval_dataset = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name)[0] if stage.eval_datasets else None
+    # The processor counts each row's tokens (text + images x visual tokens): mixing by tokens, and the report.
+    train_dataset, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name, processor)
+    eval_dataset = None
+    if stage.eval_datasets:
+        eval_dataset = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name, processor)[0]
     return train_dataset, eval_dataset, {"mixing": mix_report}
 
 

@@ -111,7 +111,8 @@ def test_token_budget_and_total_tokens_after_counted_rows():
     la, lb, lc = _lengths(500, 2), _lengths(500, 3), _lengths(40, 4)
     _, report = mix_sources([MixSource(a, "a", tokens=20_000, lengths=la)], seed=0)
     assert abs(report["sources"]["a"]["taken_tokens"] - 20_000) / 20_000 < 0.01
-    _, report = mix_sources([MixSource(a, "a", token_weight=1, lengths=la), MixSource(b, "b", token_weight=3, lengths=lb),
+    _, report = mix_sources([MixSource(a, "a", token_weight=1, lengths=la),
+                             MixSource(b, "b", token_weight=3, lengths=lb),
                              MixSource(c, "c", count=40, lengths=lc)], seed=0, total_tokens=60_000)
     rows = report["sources"]
     assert rows["c"]["taken"] == 40
@@ -148,7 +149,8 @@ def test_allow_shortfall_takes_every_row_and_reports_it():
 def test_allow_repeat_by_tokens_repeats_rows_and_reports_it():
     small = _ds("s", 4)
     with pytest.warns(UserWarning, match="repeated"):
-        mixed, report = mix_sources([MixSource(small, "small", tokens=100, lengths=[10] * 4, allow_repeat=True)], seed=0)
+        mixed, report = mix_sources([MixSource(small, "small", tokens=100, lengths=[10] * 4, allow_repeat=True)],
+                                    seed=0)
     r = report["sources"]["small"]
     assert (r["taken"], r["taken_tokens"], r["repeated"], r["unused"]) == (10, 100, 6, 0) and r["with_replacement"]
     assert sorted(mixed["id"].count(i) for i in small["id"]) == [2, 2, 3, 3]
@@ -157,8 +159,8 @@ def test_allow_repeat_by_tokens_repeats_rows_and_reports_it():
 def test_rows_left_out_by_a_ratio_are_reported_and_logged(caplog):
     general, captions = _ds("g", 1000), _ds("c", 500)
     with caplog.at_level(logging.WARNING, logger="infimed.data.mixing"):
-        mixed, report = mix_sources([MixSource(general, "general", weight=5), MixSource(captions, "captions", weight=1)],
-                                    seed=0)
+        mixed, report = mix_sources([MixSource(general, "general", weight=5),
+                                     MixSource(captions, "captions", weight=1)], seed=0)
     assert len(mixed) == 1200
     assert report["sources"]["captions"]["taken"] == 200 and report["sources"]["captions"]["unused"] == 300
     assert report["sources"]["general"]["unused"] == 0
