@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from infimed.core.config import ConfigError
 from infimed.core.llm_client import ChatClient, LocalChatClient, OpenAIChatClient
 
 __all__ = ["EndpointConfig", "make_client"]
@@ -84,8 +85,14 @@ class EndpointConfig:
             )
 
 
-def make_client(config: EndpointConfig, cache_dir: str | os.PathLike | None = None) -> ChatClient:
-    """The chat client for ``config``; ``cache_dir`` is the answer cache used when ``config.cache_dir`` is unset."""
+def make_client(
+    config: EndpointConfig, cache_dir: str | os.PathLike | None = None, *, where: str = "endpoint"
+) -> ChatClient:
+    """The chat client for ``config``; ``cache_dir`` is the answer cache used when ``config.cache_dir`` is unset.
+
+    ``where`` names the YAML block the settings came from (``judge``, ``teacher``, ...) in errors, e.g. when a local
+    model folder ships its own code and ``trust_remote_code`` is off.
+    """
     config.check()
     cache_dir = config.cache_dir or cache_dir
     sampling = {"temperature": config.temperature, "max_tokens": config.max_tokens}
@@ -96,7 +103,16 @@ def make_client(config: EndpointConfig, cache_dir: str | os.PathLike | None = No
             timeout=config.timeout, cache_dir=cache_dir, max_concurrency=config.max_concurrency, **params,
         )
     budget = {"max_new_tokens": config.max_tokens} if config.max_tokens is not None else {}
-    return LocalChatClient(
-        config.model, batch_size=config.batch_size, cache_dir=cache_dir, trust_remote_code=config.trust_remote_code,
-        **budget, **params,
-    )
+    try:
+        return LocalChatClient(
+            config.model, batch_size=config.batch_size, cache_dir=cache_dir,
+            trust_remote_code=config.trust_remote_code, **budget, **params,
+        )
+    except ValueError as err:
+        if config.trust_remote_code or "trust_remote_code" not in str(err):
+            raise
+        raise ConfigError(
+            f"{where}: {config.model} ships its own model code (`auto_map` in config.json), which runs only with an "
+            f"opt-in. If you trust its author, set `trust_remote_code: true` in the `{where}:` block; InfiMed "
+            "checkpoints load without it."
+        ) from err

@@ -262,7 +262,7 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
 
         set_seed(config.seed)  # greedy decoding draws nothing; seeded anyway so any sampling model code is repeatable
     if judge_client is None and config.judge is not None:
-        judge_client = make_client(config.judge, output / "judge_cache")
+        judge_client = make_client(config.judge, output / "judge_cache", where="judge")
     model_name = config.model or config.served_model or f"predictions:{Path(config.predictions).name}"
     fingerprint = model_fingerprint(model, config.model) if model is not None else None
     if served is not None:

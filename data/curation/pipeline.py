@@ -23,7 +23,6 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
-from infimed.core.config import ConfigError
 from infimed.core.endpoints import make_client
 from infimed.data.converters import READERS, to_training_example, training_features
 from infimed.data.converters.sources import load_table
@@ -191,16 +190,7 @@ def run_curation(config: CurationConfig, output_dir: str | Path, judge_client=No
 
 
 def _judge_client(config: CurationConfig, judge_cache: Path):
-    try:
-        return make_client(config.judge, judge_cache)
-    except ValueError as err:
-        if config.judge.trust_remote_code or "trust_remote_code" not in str(err):
-            raise
-        raise ConfigError(
-            f"judge: {config.judge.model} ships its own model code (`auto_map` in config.json), which runs only with "
-            "an opt-in. If you trust its author, set `trust_remote_code: true` in the `judge:` block of the curation "
-            "YAML; InfiMed checkpoints load without it."
-        ) from err
+    return make_client(config.judge, judge_cache, where="judge")
 
 
 def _curate(config: CurationConfig, out: Path, judge_cache: Path, judge_client, progress) -> dict:

@@ -52,8 +52,8 @@ def test_a_local_endpoint_refuses_custom_code(custom_code):
     folder, marker = custom_code
     config = EndpointConfig(kind="local", model=str(folder))  # the CoT teacher's and the judges' settings
     assert config.trust_remote_code is False
-    with pytest.raises(ValueError, match="trust_remote_code"):
-        make_client(config)
+    with pytest.raises(ConfigError, match=r"set `trust_remote_code: true` in the `teacher:` block"):
+        make_client(config, where="teacher")
     assert not marker.exists()
 
 
