@@ -29,9 +29,14 @@ from tests.training.test_sft import make_vqa_dataset
 
 STAGES = ("pretrain", "sft")
 ROOT = Path(__file__).resolve().parents[2]
-FSDP2_CPU = {
+# accelerate's multi-process launcher (torchrun underneath) is its MULTI_GPU type; on a machine without GPUs the
+# processes run on CPU with gloo (`accelerate launch --cpu` starts one process). accelerate has no FSDP on CPU (its
+# FSDP state exists only for GPU-like devices), so the FSDP2 test needs two GPUs.
+ACCELERATE_CPU = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU", "num_machines": 1,
+                  "num_processes": 2, "machine_rank": 0, "mixed_precision": "no", "use_cpu": False}
+FSDP2 = {
     "compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP", "num_machines": 1, "num_processes": 2,
-    "machine_rank": 0, "mixed_precision": "no", "use_cpu": True, "main_training_function": "main",
+    "machine_rank": 0, "mixed_precision": "no", "use_cpu": False,
     "fsdp_config": {
         "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
         "fsdp_transformer_layer_cls_to_wrap": "Qwen3DecoderLayer,SiglipEncoderLayer",
@@ -42,13 +47,13 @@ FSDP2_CPU = {
 }
 
 
-def _recipe(data_dir: str, output_dir: str, rows_per_device: int, **extra) -> dict:
+def _recipe(data_dir: str, output_dir: str, rows_per_device: int, use_cpu: bool = True) -> dict:
     def stage(name, tokens):
         return dict(name=name, type="sft", datasets=[{"path": data_dir, "split": "train"}], num_image_tokens=tokens,
                     max_length=160, max_steps=2, learning_rate=0.3, optim="sgd", lr_scheduler_type="constant",
                     warmup_steps=0.0, per_device_train_batch_size=rows_per_device, gradient_checkpointing=False,
-                    logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, bf16=False,
-                    ddp_find_unused_parameters=True, **extra)
+                    logging_steps=1, save_strategy="no", report_to=[], use_cpu=use_cpu, bf16=False,
+                    ddp_find_unused_parameters=True)
 
     return {"model": "tiny", "output_dir": output_dir, "seed": 5, "stages": [stage(STAGES[0], 16), stage(STAGES[1], 16)]}
 
@@ -56,6 +61,7 @@ def _recipe(data_dir: str, output_dir: str, rows_per_device: int, **extra) -> di
 def _worker(recipe_path: str, log_dir: str, *flags: str) -> int:
     """Run `infimed train` with every weights, processor and text write recorded in LOG_DIR/writes<rank>.jsonl."""
     import transformers.modeling_utils as modeling_utils
+    from accelerate.state import AcceleratorState
     from transformers import ProcessorMixin
 
     from infimed.cli import main
@@ -82,7 +88,13 @@ def _worker(recipe_path: str, log_dir: str, *flags: str) -> int:
         return write_text(self, *args, **kwargs)
 
     modeling_utils.safe_save_file, ProcessorMixin.save_pretrained, Path.write_text = weights, processor, text
-    return main(["train", recipe_path, *flags])
+    code = main(["train", recipe_path, *flags])
+    try:  # what the trainer ran under (no trainer, no state: a `--resume` of finished stages)
+        log.write(json.dumps({"rank": rank, "kind": "launch", "type": AcceleratorState().distributed_type.value}) + "\n")
+    except ValueError:
+        pass
+    log.close()
+    return code
 
 
 def _free_port() -> int:
@@ -135,12 +147,14 @@ def _logits(folder: Path) -> torch.Tensor:
         return model(**sample).logits
 
 
-def _check_two_processes(tmp_path, one_process, launcher, tol):
+def _check_two_processes(tmp_path, one_process, launcher, tol, distributed_type, use_cpu=True):
     data_dir, one_run, one_summary = one_process
     run = tmp_path / "run"
     recipe_path = tmp_path / "recipe.yaml"
-    recipe_path.write_text(yaml.safe_dump(_recipe(data_dir, str(run), rows_per_device=1)))
+    recipe_path.write_text(yaml.safe_dump(_recipe(data_dir, str(run), rows_per_device=1, use_cpu=use_cpu)))
     writes = _launch(launcher, recipe_path, tmp_path / "log")
+    assert sorted((w["rank"], w["type"]) for w in writes if w["kind"] == "launch") == [
+        (0, distributed_type), (1, distributed_type)]
 
     # exactly one process wrote each handed-over folder (init, each stage) and each summary
     for folder in ["init", *STAGES]:
@@ -160,9 +174,8 @@ def _check_two_processes(tmp_path, one_process, launcher, tol):
     return run, recipe_path
 
 
-@pytest.mark.slow
 def test_ddp_torchrun_writes_once_and_matches_one_process(tmp_path, one_process):
-    run, recipe_path = _check_two_processes(tmp_path, one_process, _torchrun(), tol=1e-4)
+    run, recipe_path = _check_two_processes(tmp_path, one_process, _torchrun(), tol=1e-4, distributed_type="MULTI_CPU")
     # --resume under the launcher: finished stages are skipped, nothing is trained or written again
     before = {p: p.stat().st_mtime_ns for p in run.glob("*/model.safetensors")}
     writes = _launch(_torchrun(), recipe_path, tmp_path / "resume-log", "--resume")
@@ -170,11 +183,19 @@ def test_ddp_torchrun_writes_once_and_matches_one_process(tmp_path, one_process)
     assert before == {p: p.stat().st_mtime_ns for p in run.glob("*/model.safetensors")}
 
 
-@pytest.mark.slow
-def test_fsdp2_accelerate_writes_full_checkpoints_once_and_matches_one_process(tmp_path, one_process):
+def test_accelerate_launch_writes_once_and_matches_one_process(tmp_path, one_process):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(yaml.safe_dump(ACCELERATE_CPU))
+    _check_two_processes(tmp_path, one_process, _accelerate(config), tol=1e-4, distributed_type="MULTI_CPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP2 under accelerate needs two GPUs (none on CPU)")
+def test_fsdp2_writes_full_checkpoints_once_and_matches_one_process(tmp_path, one_process):
     config = tmp_path / "fsdp2.yaml"
-    config.write_text(yaml.safe_dump(FSDP2_CPU))
-    _check_two_processes(tmp_path, one_process, _accelerate(config), tol=1e-3)
+    config.write_text(yaml.safe_dump(FSDP2))
+    _check_two_processes(tmp_path, one_process, _accelerate(config), tol=1e-3, distributed_type="FSDP",
+                         use_cpu=False)
 
 
 if __name__ == "__main__":
