@@ -1,13 +1,21 @@
 """Padded (TRL's stock VLM path) vs packed (InfiMedSFTTrainer) training, side by side in one process.
 
-    python benchmarks/packing.py                                           # CPU, tiny preset
-    python benchmarks/packing.py --device cuda --preset infimed-foundation-1.7b --num-samples 512
+    python benchmarks/packing.py                                           # CPU, tiny preset, 2,000 samples
+    python benchmarks/packing.py --device cuda --preset infimed-foundation-1.7b
 
-Both paths train one epoch, their steps interleaved (a shared machine's speed drifts; see `_interleaved`), on the
-same synthetic medical-VQA length mix (short yes/no and multiple-choice answers,
-short open answers, long captions and reports; 1 to 4 images per sample) from the same initial weights with the same
-optimiser. Prints one JSON object: packing/padding efficiency, useful (non-padding) tokens per second, speedup,
-peak memory per path, the packed-vs-unpacked loss difference on the same samples, and the hardware. On CUDA it also
+Both paths train on the same pool of synthetic medical VQA (short yes/no and multiple-choice answers, short open
+answers, long captions and reports; 1 to 4 images per sample), 2,000 samples by default: best-fit packing needs a
+pool that large to fill its rows (96 samples left rows ~7% empty). The steps of the two paths are interleaved (a
+shared machine's speed drifts; see `_interleaved`), from the same initial weights with the same optimiser; on CPU a
+fixed number of steps per path is timed (`--timed-steps`), on CUDA the whole epoch. Packing and padding efficiency
+are computed on the whole pool. A packed step holds as many token slots as a padded step does on average
+(`--rows`, derived from the pool), so both pay the same per-step costs (optimiser step, kernel launches) and
+`packed_cost_per_slot_ratio`, the packed path's time per processed token slot (padding included) over the padded
+path's, shows only what packing adds per token; the speedup is then the efficiency ratio over that cost ratio.
+
+Prints one JSON object: packing/padding efficiency, the cost-per-slot ratio, useful (non-padding) tokens per second,
+speedup, peak memory per path, the packed-vs-unpacked loss difference on the same samples, the machine's load and
+the hardware. On CUDA it also
 reports model FLOPs utilisation, 6 x LM parameters x useful tokens / time / peak (`--peak-tflops`, default: the
 bf16 matmul peak measured on the project's H100, docs/gpu-baseline.md).
 
@@ -180,8 +188,8 @@ def _run(trainer_cls, clock_cls, make_model, args, dataset, processor, cuda, war
     }
 
 
-def _interleaved(trainers: dict, warmup: int, cuda: bool) -> dict:
-    """One epoch of each path, their optimisation steps interleaved so both run under the same machine conditions.
+def _interleaved(trainers: dict, warmup: int, cuda: bool, timed_steps: int | None = None) -> dict:
+    """Each path's steps (one epoch, or `warmup + timed_steps`), interleaved so both run under the same conditions.
 
     A shared CPU's speed drifts by several x within minutes; timing the paths one after the other compares the
     machine, not the paths. The path that has trained on fewer useful tokens so far takes the next step. Each step is
@@ -195,11 +203,14 @@ def _interleaved(trainers: dict, warmup: int, cuda: bool) -> dict:
         loader = trainer.get_train_dataloader()
         trainer.create_optimizer_and_scheduler(num_training_steps=len(loader))
         trainer.current_gradient_accumulation_steps = 1  # set by `train()`, which this loop replaces
-        state[name] = {"it": iter(loader), "steps": 0, "tokens": 0, "timed_tokens": 0, "seconds": 0.0,
-                       "timed_seconds": 0.0, "timed_cpu": 0.0, "done": False}
+        state[name] = {"it": iter(loader), "steps": 0, "tokens": 0, "timed_tokens": 0, "timed_slots": 0,
+                       "seconds": 0.0, "timed_seconds": 0.0, "timed_cpu": 0.0, "done": False}
     while not all(st["done"] for st in state.values()):
         name = min((n for n in state if not state[n]["done"]), key=lambda n: state[n]["tokens"])
         trainer, st = trainers[name], state[name]
+        if timed_steps is not None and st["steps"] >= warmup + timed_steps:
+            st["done"] = True
+            continue
         try:
             batch = next(st["it"])
         except StopIteration:
@@ -217,6 +228,7 @@ def _interleaved(trainers: dict, warmup: int, cuda: bool) -> dict:
         st["seconds"] += wall
         if st["steps"] >= warmup:  # first steps: allocation and kernel selection, not steady state
             st["timed_tokens"] += trainer.useful[-1]
+            st["timed_slots"] += trainer.slots[-1]
             st["timed_seconds"] += wall
             st["timed_cpu"] += cpu
         st["steps"] += 1
@@ -227,7 +239,22 @@ def _interleaved(trainers: dict, warmup: int, cuda: bool) -> dict:
         "slots": sum(trainers[name].slots),
         "useful_tokens_per_s": st["timed_tokens"] / st["timed_seconds"],
         "useful_tokens_per_cpu_s": st["timed_tokens"] / st["timed_cpu"],
+        "timed_steps": st["steps"] - min(warmup, st["steps"]),
+        "timed_useful_tokens": st["timed_tokens"],
+        "timed_slots": st["timed_slots"],
+        "seconds_per_slot": st["timed_seconds"] / st["timed_slots"],
+        "cpu_seconds_per_slot": st["timed_cpu"] / st["timed_slots"],
     } for name, st in state.items()}
+
+
+def _padded_pool(lengths: list[int], batch_size: int, max_length: int, seed: int) -> dict:
+    """Padding efficiency of the whole pool in random batches (the padded trainer's sampler is random too): each
+    batch is padded to its longest sample, capped at `max_length` (the padded path truncates there)."""
+    order = random.Random(seed).sample(range(len(lengths)), len(lengths))
+    capped = [min(lengths[i], max_length) for i in order]
+    batches = [capped[i : i + batch_size] for i in range(0, len(capped), batch_size)]
+    slots = sum(len(b) * max(b) for b in batches)
+    return {"efficiency": sum(capped) / slots, "slots_per_batch": slots / len(batches)}
 
 
 def _loss_abs_diff(trainer, model) -> float:
@@ -255,14 +282,20 @@ def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--preset", default="tiny", help="tiny | infimed-foundation-1.7b | infimed-foundation-4b")
-    parser.add_argument("--num-samples", type=int, default=96, help="Samples per path (one epoch each).")
+    parser.add_argument("--num-samples", type=int, default=2000,
+                        help="Pool size (2,000: best-fit packing fills its rows only from a pool this large).")
     parser.add_argument("--num-image-tokens", type=int, default=None, help="Visual tokens per image (preset's SFT value).")
     parser.add_argument("--max-length", type=int, default=None,
                         help="Packed row length (default: 768 tiny, 8192 otherwise), also the padded path's cap.")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="Samples per padded batch (8: TRL's SFTConfig default per_device_train_batch_size).")
-    parser.add_argument("--rows", type=int, default=1, help="Packed rows per step.")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="Packed rows per step (default: the rows that hold a mean padded batch's slots, so both "
+                             "paths pay the same per-step costs).")
     parser.add_argument("--warmup-steps", type=int, default=2, help="Steps left out of the throughput.")
+    parser.add_argument("--timed-steps", type=int, default=None,
+                        help="Steps per path timed after the warm-up (default: 16 on CPU, where an epoch of 2,000 "
+                             "samples takes hours; the whole epoch on CUDA).")
     parser.add_argument("--peak-tflops", type=float, default=H100_MEASURED_PEAK_TFLOPS,
                         help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in docs/gpu-baseline.md.")
     parser.add_argument("--attn", default="sdpa", help="Attention implementation (sdpa, eager, flex_attention).")
@@ -273,12 +306,14 @@ def _parse(argv):
 
 def _setup(opts) -> dict:
     """Model factory, data, processor and shared trainer arguments, identical for both paths (and child probes)."""
+    import datasets
     import torch
     from transformers import set_seed
 
     from infimed.modeling.presets import build_model, get_preset
     from infimed.testing import tiny_processor
     from infimed.training.sft_config import InfiMedSFTConfig
+    from infimed.training.stages import sample_token_lengths
 
     cuda = opts.device == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -302,11 +337,17 @@ def _setup(opts) -> dict:
         return model.to("cuda" if cuda else "cpu")
 
     dataset = _synthetic_dataset(opts.num_samples, opts.seed, image_size)
+    # Each sample's tokens from its text and image count (as `infimed train` counts them for mixing), images undecoded
+    undecoded = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    lengths = sample_token_lengths(undecoded, processor, num_image_tokens)
+    pool = _padded_pool(lengths, opts.batch_size, max_length, opts.seed)
+    if opts.rows is None:
+        opts.rows = max(1, round(pool["slots_per_batch"] / max_length))
     common = dict(learning_rate=1e-4, num_train_epochs=1, logging_steps=1, report_to=[], save_strategy="no",
                   seed=opts.seed, assistant_only_loss=True, gradient_checkpointing=False, bf16=cuda,
                   use_cpu=not cuda, max_length=max_length, dataloader_num_workers=0, optim="adamw_torch")
     return dict(cuda=cuda, dtype=dtype, make_model=make_model, dataset=dataset, processor=processor, common=common,
-                max_length=max_length, num_image_tokens=num_image_tokens, config_cls=InfiMedSFTConfig)
+                max_length=max_length, num_image_tokens=num_image_tokens, config_cls=InfiMedSFTConfig, pool=pool)
 
 
 def _path_args(env: dict, opts, path: str, **extra):
@@ -347,16 +388,21 @@ def main(argv: list[str] | None = None) -> dict:
                                      train_dataset=dataset, processing_class=processor)
         trainers[path].prep_seconds = time.perf_counter() - prep
         trainers[path].useful, trainers[path].slots = [], []
-    timed = _interleaved(trainers, opts.warmup_steps, cuda)
+    # CPU: a fixed number of steps (an epoch of the pool takes hours on 2 cores); CUDA: the whole epoch.
+    timed_steps = opts.timed_steps if opts.timed_steps is not None else (None if cuda else 16)
+    load_before = os.getloadavg()[0]
+    timed = _interleaved(trainers, opts.warmup_steps, cuda, timed_steps)
     padded, packed, trainer = timed["padded"], timed["packed"], trainers["packed"]
     packed["prep_seconds"] = trainer.prep_seconds
 
     import multiprocessing
 
     # Memory: each path alone in a fresh process (freed heap memory and allocator caches would hide the second peak).
+    # A step's memory does not depend on the pool's size: the probes build a small pool with the same rows per step.
+    probe_argv = [*argv, "--num-samples", str(min(opts.num_samples, 256)), "--rows", str(opts.rows)]
     with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         for path, measured in (("padded", padded), ("packed", packed)):
-            measured["peak_memory_mb"] = pool.apply(_memory_probe, (argv, path, opts.memory_steps))
+            measured["peak_memory_mb"] = pool.apply(_memory_probe, (probe_argv, path, opts.memory_steps))
 
     lm_params = sum(p.numel() for p in trainer.model.model.language_model.parameters())
     result = {
@@ -369,16 +415,27 @@ def main(argv: list[str] | None = None) -> dict:
         "max_length": max_length,
         "padded_batch_size": opts.batch_size,
         "packed_rows_per_step": opts.rows,
-        # real tokens / (rows x max_length): the packer's fill of its token budget, as logged by the trainer
+        # real tokens / (rows x max_length) over the whole pool: the packer's fill of its budget, as the trainer logs
         "packing_efficiency": round(trainer.packing_summary["train"]["packing_efficiency"], 4),
-        "packed_batch_efficiency": round(packed["useful_tokens"] / packed["slots"], 4),
-        "padded_efficiency": round(padded["useful_tokens"] / padded["slots"], 4),
+        # real tokens / (batch x longest sample) over the whole pool in random batches of `padded_batch_size`
+        "padded_efficiency": round(env["pool"]["efficiency"], 4),
+        # time per processed token slot (padding included), packed over padded, on the timed steps; 1.0: packing
+        # adds no per-token cost, so the speedup equals the efficiency ratio
+        "packed_cost_per_slot_ratio": round(packed["seconds_per_slot"] / padded["seconds_per_slot"], 3),
+        "packed_cost_per_slot_ratio_cpu_time": round(packed["cpu_seconds_per_slot"] / padded["cpu_seconds_per_slot"],
+                                                     3),
+        "timed_steps_packed": packed["timed_steps"],
+        "timed_steps_padded": padded["timed_steps"],
+        # the same two figures on the timed steps only (what the throughput below was measured on)
+        "packed_batch_efficiency_timed": round(packed["timed_useful_tokens"] / packed["timed_slots"], 4),
+        "padded_efficiency_timed": round(padded["timed_useful_tokens"] / padded["timed_slots"], 4),
         "useful_tokens_per_s_packed": round(packed["useful_tokens_per_s"], 1),
         "useful_tokens_per_s_padded": round(padded["useful_tokens_per_s"], 1),
         "speedup": round(packed["useful_tokens_per_s"] / padded["useful_tokens_per_s"], 3),
         "useful_tokens_per_cpu_s_packed": round(packed["useful_tokens_per_cpu_s"], 1),
         "useful_tokens_per_cpu_s_padded": round(padded["useful_tokens_per_cpu_s"], 1),
         "speedup_cpu_time": round(packed["useful_tokens_per_cpu_s"] / padded["useful_tokens_per_cpu_s"], 3),
+        "load_average_1min_before": round(load_before, 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "peak_memory_mb_packed": round(packed["peak_memory_mb"], 1),
         "peak_memory_mb_padded": round(padded["peak_memory_mb"], 1),
@@ -391,7 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds_packed": round(packed["seconds"], 2),
         "seconds_padded": round(padded["seconds"], 2),
         "packing_prep_seconds": round(packed["prep_seconds"], 2),
-        "useful_tokens_per_epoch": packed["useful_tokens"],
+        "useful_tokens_packed": packed["useful_tokens"],
+        "useful_tokens_padded": padded["useful_tokens"],
         "dropped_samples": trainer.dropped_samples,
         "lm_parameters": lm_params,
         "hardware": {
@@ -403,7 +461,7 @@ def main(argv: list[str] | None = None) -> dict:
             "torch": torch.__version__,
         },
     }
-    if padded["useful_tokens"] != packed["useful_tokens"]:
+    if timed_steps is None and padded["useful_tokens"] != packed["useful_tokens"]:
         result["warning"] = "the two paths trained on different token counts (samples dropped or truncated)"
     if cuda:
         peak = opts.peak_tflops * 1e12
