@@ -152,10 +152,9 @@ def _draw_tokens(s: MixSource, lengths: np.ndarray, budget: int, rng: np.random.
     order = rng.permutation(len(lengths))
     cumulative = np.cumsum(lengths[order])
     k = int(np.searchsorted(cumulative, rest))  # first row at which the running sum reaches `rest`
-    if k == len(order) or (k > 0 and rest - cumulative[k - 1] <= cumulative[k] - rest):
-        taken = k  # stopping one row early lands nearer the budget
-    else:
-        taken = k + 1
+    before = int(cumulative[k - 1]) if k else 0
+    # stop at row k or one row earlier, whichever sum lands nearer the budget
+    taken = k if k == len(order) or rest - before <= cumulative[k] - rest else k + 1
     return np.concatenate([np.arange(len(lengths))] * repeats + [order[:taken]]).astype(np.int64)
 
 

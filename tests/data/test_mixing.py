@@ -154,6 +154,9 @@ def test_allow_repeat_by_tokens_repeats_rows_and_reports_it():
     r = report["sources"]["small"]
     assert (r["taken"], r["taken_tokens"], r["repeated"], r["unused"]) == (10, 100, 6, 0) and r["with_replacement"]
     assert sorted(mixed["id"].count(i) for i in small["id"]) == [2, 2, 3, 3]
+    with pytest.warns(UserWarning, match="repeated"):  # exactly two passes: no extra row
+        _, report = mix_sources([MixSource(small, "small", tokens=80, lengths=[10] * 4, allow_repeat=True)], seed=0)
+    assert (report["sources"]["small"]["taken"], report["sources"]["small"]["taken_tokens"]) == (8, 80)
 
 
 def test_rows_left_out_by_a_ratio_are_reported_and_logged(caplog):
