@@ -1,0 +1,155 @@
+"""Precision and attention kernels from the recipe, and the path a packed row takes through attention.
+
+Packed rows carry `position_ids` that restart per sample and no `attention_mask`. A varlen kernel (flash attention)
+then gets no mask at all and splits the row where the positions restart; flex attention gets a sparse block mask;
+sdpa and eager get a dense block-diagonal mask built from the positions (docs/packing.md).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
+from transformers.utils import is_flash_attn_2_available
+
+from infimed.core.composition import init_checkpoint
+from infimed.core.config import ConfigError
+from infimed.testing import tiny_model
+from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
+from infimed.training.recipe import recipe_from_dict
+from infimed.training.stages import load_stage_model
+from tests.training.test_sft import NUM_IMAGE_TOKENS, _decoded_samples, make_vqa_dataset
+
+
+def _recipe(**stage):
+    return recipe_from_dict({"model": "tiny", "stages": [{"name": "sft", "datasets": [{"path": "data"}],
+                                                          "num_image_tokens": NUM_IMAGE_TOKENS, **stage}]})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("kernels") / "init")
+    init_checkpoint("tiny", folder, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def packed(checkpoint):
+    """A packed batch of 4 samples from the collator, and each sample's own batch."""
+    _, processor, _ = load_stage_model(checkpoint, *_stage_and_recipe())
+    samples = _decoded_samples(make_vqa_dataset(4, seed=3), processor)
+    collator = DataCollatorForPackedVisionLanguageModeling(processor.image_processor, pad_token_id=0)
+    batches = [collator([samples])] + [collator([[s]]) for s in samples]
+    for batch in batches:
+        batch.pop(PACKING_STATS_KEY)
+    return batches[0], batches[1:]
+
+
+def _stage_and_recipe(**stage):
+    recipe = _recipe(**stage)
+    return recipe.stages[0], recipe
+
+
+def _matches_each_sample_alone(model, batch, alone):
+    with torch.no_grad():
+        logits = model(**batch).logits[0]
+        start = 0
+        for sample in alone:
+            own = model(**sample).logits[0]
+            torch.testing.assert_close(logits[start:start + own.shape[0]], own, atol=1e-4, rtol=0)
+            start += own.shape[0]
+
+
+def test_stage_dtype_and_kernel_reach_the_model(checkpoint):
+    model, _, _ = load_stage_model(checkpoint, *_stage_and_recipe(dtype="bfloat16", attn_implementation="eager"))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.config.text_config._attn_implementation == "eager"
+    default, _, _ = load_stage_model(checkpoint, *_stage_and_recipe())
+    assert {p.dtype for p in default.parameters()} == {torch.float32}
+    assert default.config.text_config._attn_implementation == "sdpa"
+
+
+def test_unusable_dtype_or_kernel_fails_at_recipe_load_naming_the_stage():
+    with pytest.raises(ConfigError, match=r"stage 'sft'.*`dtype`"):
+        _recipe(dtype="fp8")
+    with pytest.raises(ConfigError, match=r"stage 'sft'.*unknown `attn_implementation` 'flash'"):
+        _recipe(attn_implementation="flash")
+    if not is_flash_attn_2_available():
+        with pytest.raises(ConfigError, match=r"stage 'sft'.*flash_attention_2.*not installed"):
+            _recipe(attn_implementation="flash_attention_2")
+
+
+def test_trainer_precision_and_kernel_fields_pass_through():
+    recipe = _recipe(gradient_checkpointing=True, torch_compile=True, use_liger_kernel=True)
+    assert recipe.stages[0].trainer == {"gradient_checkpointing": True, "torch_compile": True,
+                                        "use_liger_kernel": True}
+
+
+def test_packed_rows_reach_a_varlen_kernel_with_no_mask(packed):
+    """The flash-attention contract on CPU: a kernel with flash's mask rule sees `attention_mask=None` and the
+    restarting `position_ids`, and splitting there gives each sample's own logits."""
+    seen = []
+
+    def varlen(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        # query (B, H, S, D), key/value (B, H_kv, S, D); returns (B, S, H, D) as transformers' kernels do
+        position_ids = kwargs.get("position_ids")
+        if not module.is_causal:  # the vision tower: one image per batch row, nothing packed
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
+                                                 enable_gqa=True)
+            return out.transpose(1, 2), None
+        seen.append((attention_mask, position_ids))
+        assert query.shape[0] == 1  # the packed batch is one flattened row
+        starts = (position_ids[0] == 0).nonzero().flatten().tolist() + [query.shape[2]]
+        parts = [F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True,
+                                                scale=scaling, enable_gqa=True) for a, b in zip(starts, starts[1:])]
+        return torch.cat(parts, dim=2).transpose(1, 2), None
+
+    AttentionInterface.register("varlen_probe", varlen)
+    AttentionMaskInterface.register("varlen_probe", flash_attention_mask)
+    batch, alone = packed
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    model = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation="varlen_probe")
+    _matches_each_sample_alone(model, batch, alone)
+    packed_calls = seen[: model.config.text_config.num_hidden_layers]
+    assert len(packed_calls) == model.config.text_config.num_hidden_layers
+    assert all(mask is None for mask, _ in packed_calls)
+    assert all(torch.equal(pos, batch["position_ids"]) for _, pos in packed_calls)
+
+
+def test_packed_rows_with_sdpa_get_a_dense_block_mask(packed):
+    """What the varlen and flex paths avoid: sdpa receives an (B, 1, S, S) mask built from the positions."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    masks = []
+
+    def recording(module, query, key, value, attention_mask, **kwargs):
+        if module.is_causal:
+            masks.append(attention_mask)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register("sdpa_probe", recording)
+    AttentionMaskInterface.register("sdpa_probe", AttentionMaskInterface._global_mapping["sdpa"])
+    batch, alone = packed
+    model = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation="sdpa_probe")
+    _matches_each_sample_alone(model, batch, alone)
+    width = batch["input_ids"].shape[1]
+    assert masks and masks[0].shape == (1, 1, width, width)
+
+
+@pytest.mark.flex
+def test_packed_forward_with_flex_from_the_recipe_equals_each_sample_alone(checkpoint, packed, monkeypatch):
+    from torch.nn.attention.flex_attention import BlockMask
+    from transformers.integrations.flex_attention import flex_attention_forward
+
+    masks = []
+
+    def recording(module, query, key, value, attention_mask, **kwargs):
+        masks.append(attention_mask)
+        return flex_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "flex_attention", recording)
+    model, _, _ = load_stage_model(checkpoint, *_stage_and_recipe(attn_implementation="flex_attention"))
+    batch, alone = packed
+    _matches_each_sample_alone(model.eval(), batch, alone)
+    assert any(isinstance(m, BlockMask) for m in masks)  # a sparse block mask, never a dense (S, S) tensor
+    assert not any(isinstance(m, torch.Tensor) and m.dim() == 4 for m in masks)
