@@ -80,6 +80,7 @@ _TRAINING_COLUMNS = ("id", "images", "messages", "prompt", "completion", "answer
 # Distinct column values an empty `where` selection lists, to show what the column does hold.
 _VALUES_SHOWN = 8
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+_FSDP_MODEL = "pytorch_model_fsdp"  # accelerate's FSDP_MODEL_NAME: the Trainer's FSDP checkpoints
 # What a failed write looks like: errno values of a full or read-only disk, and torch.save's C++ writer messages
 # (`inline_container.cc: PytorchStreamWriter failed writing file`), which carry no errno.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
@@ -146,7 +147,8 @@ def checkpoint_problem(folder: str) -> str | None:
 
     Complete means: `trainer_state.json` parses, every weights file (`model.safetensors`, the shards of
     `model.safetensors.index.json`, or a PEFT `adapter_model.safetensors`) has a readable safetensors header that
-    covers the file, and the optimizer and scheduler states exist.
+    covers the file, and the optimizer and scheduler states exist. Checkpoints written under FSDP or DeepSpeed are
+    complete when their own end-of-save marker exists (`_sharded_problem`).
     """
     try:
         with open(os.path.join(folder, "trainer_state.json")) as f:
@@ -155,6 +157,9 @@ def checkpoint_problem(folder: str) -> str | None:
         return "no trainer_state.json"
     except (OSError, ValueError) as err:
         return f"trainer_state.json does not parse ({err})"
+    sharded = _sharded_problem(folder)
+    if sharded is not None:
+        return sharded or (None if os.path.exists(os.path.join(folder, "scheduler.pt")) else "no scheduler.pt")
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.exists(index):
         try:
@@ -177,6 +182,21 @@ def checkpoint_problem(folder: str) -> str | None:
         return "no optimizer state (optimizer.pt)"
     if not os.path.exists(os.path.join(folder, "scheduler.pt")):
         return "no scheduler state (scheduler.pt)"
+    return None
+
+
+def _sharded_problem(folder: str) -> str | None:
+    """For a checkpoint the Trainer wrote under FSDP or DeepSpeed: "" when complete, else why not; None otherwise.
+
+    FSDP's sharded folders (`pytorch_model_fsdp_0`, `optimizer_0`) are torch.distributed.checkpoint folders, whose
+    `.metadata` is written once every shard is; DeepSpeed writes `latest` once its `global_step*` folder is complete.
+    """
+    fsdp = [name for name in (f"{_FSDP_MODEL}_0", "optimizer_0") if os.path.isdir(os.path.join(folder, name))]
+    if fsdp:
+        cut = [name for name in fsdp if not os.path.exists(os.path.join(folder, name, ".metadata"))]
+        return f"FSDP folder(s) {cut} have no .metadata" if cut else ("" if len(fsdp) == 2 else "no FSDP optimizer_0")
+    if any(name.startswith("global_step") for name in os.listdir(folder)):
+        return "" if os.path.exists(os.path.join(folder, "latest")) else "DeepSpeed checkpoint without `latest`"
     return None
 
 

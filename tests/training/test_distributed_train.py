@@ -25,6 +25,7 @@ from PIL import Image
 
 from infimed.testing import tiny_processor
 from infimed.training.recipe import recipe_from_dict, run_recipe
+from infimed.training.stages import checkpoint_problem
 from tests.training.test_sft import make_vqa_dataset
 
 STAGES = ("pretrain", "sft")
@@ -196,6 +197,22 @@ def test_fsdp2_writes_full_checkpoints_once_and_matches_one_process(tmp_path, on
     config.write_text(yaml.safe_dump(FSDP2))
     _check_two_processes(tmp_path, one_process, _accelerate(config), tol=1e-3, distributed_type="FSDP",
                          use_cpu=False)
+
+
+@pytest.mark.parametrize("layout, complete", [
+    ({"pytorch_model_fsdp_0/.metadata", "optimizer_0/.metadata", "scheduler.pt"}, True),
+    ({"pytorch_model_fsdp_0/__0_0.distcp", "optimizer_0/.metadata", "scheduler.pt"}, False),  # cut mid-save
+    ({"global_step4/mp_rank_00_model_states.pt", "latest", "scheduler.pt"}, True),  # DeepSpeed
+    ({"global_step4/mp_rank_00_model_states.pt", "scheduler.pt"}, False),
+])
+def test_resume_knows_fsdp_and_deepspeed_checkpoints(tmp_path, layout, complete):
+    """--resume under FSDP or ZeRO-3: their checkpoints hold no model.safetensors/optimizer.pt, and a complete one
+    must not be taken for a cut one (which `--resume` removes)."""
+    (tmp_path / "trainer_state.json").write_text("{}")
+    for name in layout:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert (checkpoint_problem(str(tmp_path)) is None) == complete
 
 
 if __name__ == "__main__":
