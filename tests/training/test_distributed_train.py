@@ -53,7 +53,7 @@ def _recipe(data_dir: str, output_dir: str, rows_per_device: int, use_cpu: bool 
         return dict(name=name, type="sft", datasets=[{"path": data_dir, "split": "train"}], num_image_tokens=tokens,
                     max_length=160, max_steps=2, learning_rate=0.3, optim="sgd", lr_scheduler_type="constant",
                     warmup_steps=0.0, per_device_train_batch_size=rows_per_device, gradient_checkpointing=False,
-                    logging_steps=1, save_strategy="no", report_to=[], use_cpu=use_cpu, bf16=False,
+                    logging_steps=1, save_steps=1, report_to=[], use_cpu=use_cpu, bf16=False,
                     ddp_find_unused_parameters=True)
 
     return {"model": "tiny", "output_dir": output_dir, "seed": 5, "stages": [stage(STAGES[0], 16), stage(STAGES[1], 16)]}
@@ -177,11 +177,17 @@ def _check_two_processes(tmp_path, one_process, launcher, tol, distributed_type,
 
 def test_ddp_torchrun_writes_once_and_matches_one_process(tmp_path, one_process):
     run, recipe_path = _check_two_processes(tmp_path, one_process, _torchrun(), tol=1e-4, distributed_type="MULTI_CPU")
-    # --resume under the launcher: finished stages are skipped, nothing is trained or written again
-    before = {p: p.stat().st_mtime_ns for p in run.glob("*/model.safetensors")}
+    # --resume under the launcher, after a cut in the last stage's final save: the finished stage is skipped, the cut
+    # one is saved again from its last checkpoint (not trained past its budget), by one process
+    (run / "sft" / "stage_summary.json").unlink()
+    (run / "sft" / "model.safetensors").unlink()
+    before = (run / "pretrain" / "model.safetensors").stat().st_mtime_ns
     writes = _launch(_torchrun(), recipe_path, tmp_path / "resume-log", "--resume")
-    assert not [w for w in writes if w["kind"] in ("weights", "processor")]
-    assert before == {p: p.stat().st_mtime_ns for p in run.glob("*/model.safetensors")}
+    assert not [w for w in writes if w.get("path") == str(run / "pretrain") and w["kind"] != "text"]
+    assert before == (run / "pretrain" / "model.safetensors").stat().st_mtime_ns
+    assert [w["rank"] for w in writes if w["kind"] == "weights" and w["path"] == str(run / "sft")] == [0]
+    assert json.loads((run / "sft" / "stage_summary.json").read_text())["steps"] == 2
+    torch.testing.assert_close(_logits(run / "sft"), _logits(one_process[1] / "sft"), atol=1e-4, rtol=0)
 
 
 def test_accelerate_launch_writes_once_and_matches_one_process(tmp_path, one_process):
