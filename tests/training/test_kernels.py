@@ -16,8 +16,8 @@ from infimed.core.composition import init_checkpoint
 from infimed.core.config import ConfigError
 from infimed.testing import tiny_model
 from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
-from infimed.training.recipe import recipe_from_dict
-from infimed.training.stages import load_stage_model
+from infimed.training.recipe import STAGE_TYPES, recipe_from_dict
+from infimed.training.stages import load_stage_model, trainer_config
 from tests.training.test_sft import NUM_IMAGE_TOKENS, _decoded_samples, make_vqa_dataset
 
 
@@ -81,8 +81,11 @@ def test_unusable_dtype_or_kernel_fails_at_recipe_load_naming_the_stage():
 
 def test_trainer_precision_and_kernel_fields_pass_through():
     recipe = _recipe(gradient_checkpointing=True, torch_compile=True, use_liger_kernel=True)
-    assert recipe.stages[0].trainer == {"gradient_checkpointing": True, "torch_compile": True,
-                                        "use_liger_kernel": True}
+    args = trainer_config(recipe.stages[0], recipe, STAGE_TYPES["sft"], "unused")
+    assert (args.gradient_checkpointing, args.torch_compile, args.use_liger_kernel) == (True, True, True)
+    default = _recipe()
+    args = trainer_config(default.stages[0], default, STAGE_TYPES["sft"], "unused")
+    assert (args.torch_compile, args.use_liger_kernel) == (False, False)
 
 
 def test_packed_rows_reach_a_varlen_kernel_with_no_mask(packed):
