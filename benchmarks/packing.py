@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -206,7 +207,10 @@ def _interleaved(trainers: dict, warmup: int, cuda: bool, timed_steps: int | Non
         state[name] = {"it": iter(loader), "steps": 0, "tokens": 0, "timed_tokens": 0, "timed_slots": 0,
                        "seconds": 0.0, "timed_seconds": 0.0, "timed_cpu": 0.0, "done": False}
     while not all(st["done"] for st in state.values()):
-        name = min((n for n in state if not state[n]["done"]), key=lambda n: state[n]["tokens"])
+        # A whole epoch: the path behind in useful tokens steps next. A fixed number of steps (about as many slots
+        # each): strict alternation, so neither path runs its last steps alone under other load.
+        balance = "tokens" if timed_steps is None else "steps"
+        name = min((n for n in state if not state[n]["done"]), key=lambda n: state[n][balance])
         trainer, st = trainers[name], state[name]
         if timed_steps is not None and st["steps"] >= warmup + timed_steps:
             st["done"] = True
@@ -245,6 +249,20 @@ def _interleaved(trainers: dict, warmup: int, cuda: bool, timed_steps: int | Non
         "seconds_per_slot": st["timed_seconds"] / st["timed_slots"],
         "cpu_seconds_per_slot": st["timed_cpu"] / st["timed_slots"],
     } for name, st in state.items()}
+
+
+def _packing_by_row_length(lengths: list[int], num_images: list[int], row_lengths, seed: int) -> dict:
+    """The packer's efficiency on this pool at other row lengths, next to the bound of any packer (all rows full but
+    the last): a row whose room is below the shortest sample stays partly empty whatever the algorithm."""
+    from infimed.training.packing import PackingBudget, pack_best_fit_decreasing
+
+    figures = {}
+    for row_length in row_lengths:
+        fits = [n for n in lengths if n <= row_length]
+        packed = pack_best_fit_decreasing(lengths, num_images, PackingBudget(row_length), seed)
+        bound = sum(fits) / (math.ceil(sum(fits) / row_length) * row_length)
+        figures[str(row_length)] = {"efficiency": round(packed.efficiency, 4), "bound": round(bound, 4)}
+    return figures
 
 
 def _padded_pool(lengths: list[int], batch_size: int, max_length: int, seed: int) -> dict:
@@ -294,7 +312,7 @@ def _parse(argv):
                              "paths pay the same per-step costs).")
     parser.add_argument("--warmup-steps", type=int, default=2, help="Steps left out of the throughput.")
     parser.add_argument("--timed-steps", type=int, default=None,
-                        help="Steps per path timed after the warm-up (default: 16 on CPU, where an epoch of 2,000 "
+                        help="Steps per path timed after the warm-up (default: 20 on CPU, where an epoch of 2,000 "
                              "samples takes hours; the whole epoch on CUDA).")
     parser.add_argument("--peak-tflops", type=float, default=H100_MEASURED_PEAK_TFLOPS,
                         help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in docs/gpu-baseline.md.")
@@ -341,6 +359,9 @@ def _setup(opts) -> dict:
     undecoded = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
     lengths = sample_token_lengths(undecoded, processor, num_image_tokens)
     pool = _padded_pool(lengths, opts.batch_size, max_length, opts.seed)
+    pool["shortest_sample"] = min(lengths)
+    pool["by_row_length"] = _packing_by_row_length(lengths, [len(x) for x in undecoded["images"]],
+                                                   sorted({max_length, 1024, 2048, 8192}), opts.seed)
     if opts.rows is None:
         opts.rows = max(1, round(pool["slots_per_batch"] / max_length))
     common = dict(learning_rate=1e-4, num_train_epochs=1, logging_steps=1, report_to=[], save_strategy="no",
@@ -389,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainers[path].prep_seconds = time.perf_counter() - prep
         trainers[path].useful, trainers[path].slots = [], []
     # CPU: a fixed number of steps (an epoch of the pool takes hours on 2 cores); CUDA: the whole epoch.
-    timed_steps = opts.timed_steps if opts.timed_steps is not None else (None if cuda else 16)
+    timed_steps = opts.timed_steps if opts.timed_steps is not None else (None if cuda else 20)
     load_before = os.getloadavg()[0]
     timed = _interleaved(trainers, opts.warmup_steps, cuda, timed_steps)
     padded, packed, trainer = timed["padded"], timed["packed"], trainers["packed"]
@@ -417,6 +438,10 @@ def main(argv: list[str] | None = None) -> dict:
         "packed_rows_per_step": opts.rows,
         # real tokens / (rows x max_length) over the whole pool: the packer's fill of its budget, as the trainer logs
         "packing_efficiency": round(trainer.packing_summary["train"]["packing_efficiency"], 4),
+        # the same packer at other row lengths, with the bound of any packer (rows left with less room than the
+        # shortest sample cannot be filled)
+        "shortest_sample_tokens": env["pool"]["shortest_sample"],
+        "packing_efficiency_by_row_length": env["pool"]["by_row_length"],
         # real tokens / (batch x longest sample) over the whole pool in random batches of `padded_batch_size`
         "padded_efficiency": round(env["pool"]["efficiency"], 4),
         # time per processed token slot (padding included), packed over padded, on the timed steps; 1.0: packing
