@@ -7,7 +7,8 @@ import yaml
 from infimed.core.config import ConfigError
 from infimed.data.demo import DemoDataConfig, build_demo_dataset
 from infimed.testing import tiny_processor
-from infimed.training.recipe import DatasetSpec, load_recipe
+from infimed.training.recipe import DatasetSpec, load_recipe, recipe_from_dict
+from infimed.training.sft_stage import SFT_STAGE
 from infimed.training.samples import SampleEncoder
 from infimed.training.stages import load_stage_datasets, sample_token_lengths
 
@@ -67,3 +68,13 @@ def test_recipe_keys_for_token_mixing_are_checked(tmp_path, demo_dir):
     stage["datasets"] = [{"path": demo_dir, "tokens": 100, "allow_repeat": True}]
     path.write_text(yaml.safe_dump({"model": "tiny", "output_dir": str(tmp_path / "out"), "stages": [stage]}))
     assert load_recipe(path).stages[0].datasets[0].allow_repeat
+
+
+def test_sft_stage_summary_has_rows_and_tokens_per_source(tmp_path, processor, demo_dir):
+    stage = {"name": "pretrain", "max_length": 512, "num_image_tokens": NUM_IMAGE_TOKENS,
+             "datasets": [{"path": demo_dir, "where": {"kind": ["caption"]}, "name": "captions", "tokens": 5000}]}
+    recipe = recipe_from_dict({"model": "tiny", "output_dir": str(tmp_path), "stages": [stage]})
+    train, _, summary = SFT_STAGE.build_datasets(recipe.stages[0], recipe, processor, None)
+    captions = summary["mixing"]["sources"]["captions"]
+    assert captions["requested_tokens"] == 5000 and captions["taken"] == len(train)
+    assert abs(captions["taken_tokens"] - 5000) < max(sample_token_lengths(train, processor, NUM_IMAGE_TOKENS))
