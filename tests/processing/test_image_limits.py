@@ -1,4 +1,5 @@
-"""Oversized images are image errors named by file, refused from their header before any pixel is decoded."""
+"""Oversized images are image errors named by file, refused from their header before any pixel is decoded, and
+counted as image errors by evaluation and curation like any other undecodable image."""
 
 import struct
 import zlib
@@ -8,7 +9,13 @@ import pydicom
 import pytest
 from PIL import Image
 
+from infimed.data.curation.config import AnswerRules, ImageRules, TextRules
+from infimed.data.curation.rules import score_sample
+from infimed.data.demo_render import write_demo_dicom
+from infimed.evaluation.generation import GenerationOptions, GenerationRequest, batched_generate
 from infimed.processing.image_io import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image, max_image_pixels
+from infimed.testing import tiny_model, tiny_processor
+from tests.helpers.curation import row
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -57,11 +64,26 @@ def test_limit_is_configurable_by_argument_and_environment(tmp_path, monkeypatch
 
 
 def test_dicom_over_the_limit_is_refused_from_its_header(tmp_path):
-    from infimed.data.demo_render import write_demo_dicom
-
     path = tmp_path / "scan.dcm"
     write_demo_dicom(path, seed=1)
     rows, cols = (int(pydicom.dcmread(path).get(k)) for k in ("Rows", "Columns"))
     assert load_image(path).size == (cols, rows)
     with pytest.raises(ImageLoadError, match=r"scan.dcm.*over the limit"):
         load_image(path, max_pixels=rows * cols - 1)
+
+
+def test_a_bomb_in_an_evaluation_batch_is_counted_as_an_image_error():
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "lesion?"}]}]
+    ok = np.zeros((64, 64, 3), dtype=np.uint8)
+    requests = [GenerationRequest("ok", messages, [Image.fromarray(ok)]),
+                GenerationRequest("bomb", messages, [_png_header_only(20_000, 20_000)])]
+    out, errors = batched_generate(tiny_model(), tiny_processor(), requests, GenerationOptions(max_new_tokens=2),
+                                   progress=False)
+    assert errors == {"image error": 1}
+    assert out[0] is not None and out[1] is None
+
+
+def test_a_bomb_in_curation_scores_as_undecodable_with_the_reason():
+    result = score_sample(row("bomb", _png_header_only(12_000, 12_000)), ImageRules(), TextRules(), AnswerRules())
+    assert any("undecodable" in flag for flag in result.flags), result.flags
+    assert any("over the limit" in detail for detail in result.details), result.details
