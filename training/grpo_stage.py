@@ -177,14 +177,14 @@ def _config_defaults(stage) -> dict:
 
 
 def _datasets(stage, recipe, processor, args):
-    raw_train, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name)
+    raw_train, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name, processor)
     train_dataset, dropped, dropped_examples = filter_grpo_samples(raw_train, processor, args, stage.max_length,
                                                                    args.strict_data)
     # GRPO needs question kinds with a verifiable `answer`; the reasons say which check emptied the data.
     require_samples(stage.name, len(raw_train), len(train_dataset), dropped)
     eval_dataset = None
     if stage.eval_datasets:
-        raw_eval = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name)[0]
+        raw_eval = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name, processor)[0]
         eval_dataset = filter_grpo_samples(raw_eval, processor, args, stage.max_length, args.strict_data)[0]
     summary = {"samples": len(train_dataset), "dropped": dropped, "dropped_examples": dropped_examples,
                "mixing": mix_report}
