@@ -5,14 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infimed.core.tasks import CHOICE_KINDS, RECORD_KINDS, SCORED_KINDS
+from infimed.core.tasks import CHOICE_KINDS, RECORD_KINDS, SCORED_KINDS, QuestionKind
 
-__all__ = ["write_summary"]
+__all__ = ["GOAL_MARGINS", "goals_for", "write_summary"]
 
 # The demo data's kinds that get an accuracy (captions have no string-matchable answer).
 KINDS = tuple(k for k in RECORD_KINDS if k in SCORED_KINDS)
-GOAL_MARGIN = 0.20  # issue goal: final held-out accuracy >= chance + 20 points on yes/no and multiple choice
-GOAL_KINDS = CHOICE_KINDS
+# The demo's goal: final held-out accuracy >= chance + margin, per question kind. Closed questions by 20 points; open
+# answers by 10 (they are a small share of the data, and the closed-question stages must not erase them).
+GOAL_MARGINS: dict[str, float] = {**{kind: 0.20 for kind in CHOICE_KINDS}, QuestionKind.OPEN.value: 0.10}
+
+
+def goals_for(final: dict[str, float], chance: dict[str, float]) -> dict[str, bool]:
+    """Per goal kind, whether the final accuracy reaches chance + its margin (a kind with no figure fails)."""
+    return {kind: final.get(kind, 0.0) >= chance.get(kind, 1.0) + margin for kind, margin in GOAL_MARGINS.items()}
+
+
+def goal_text() -> str:
+    return "final accuracy >= chance + margin: " + ", ".join(f"{k} +{m:.2f}" for k, m in GOAL_MARGINS.items())
 
 
 def _demo_metrics(out: Path, label: str) -> dict:
@@ -106,13 +116,13 @@ def write_summary(out: Path, labels: list[str], train_dir: Path, seconds: dict) 
             "overall_accuracy": metrics.get("accuracy"),
         }
     final = per_stage[labels[-1]]["accuracy"] if labels else {}
-    goals = {k: final.get(k, 0.0) >= chance.get(k, 1.0) + GOAL_MARGIN for k in GOAL_KINDS}
+    goals = goals_for(final, chance)
     results = {
         "accuracy": final,
         "chance_accuracy": chance,
         "per_stage": per_stage,
         "seconds": {**seconds, "total": round(sum(seconds.values()), 1)},
-        "goal": f"final accuracy >= chance + {GOAL_MARGIN:.2f} on {', '.join(GOAL_KINDS)}",
+        "goal": goal_text(),
         "goals": goals,
         "goals_met": all(goals.values()),
     }
