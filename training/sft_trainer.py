@@ -22,7 +22,7 @@ from trl import SFTTrainer
 from infimed.core.datasets import undecoded_images
 
 from .collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
-from .packed_dataset import PackedDataset, build_packed_dataset
+from .packed_dataset import build_packed_dataset
 from .packing import PackingBudget
 from .samples import SampleEncoder
 from .sft_config import InfiMedSFTConfig
