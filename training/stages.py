@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import infimed
-
 from infimed.core.config import ConfigError, config_from_dict
 
 from .checkpoints import (

@@ -85,20 +85,28 @@ def _context_text(context) -> str:
     return str(context or "")
 
 
-def _pubmedqa_labeled(row: dict, i: int) -> MedRecord:
-    decision = str(row.get("final_decision", "")).strip().lower()
-    context = _context_text(row.get("context"))
-    question = str(row.get("question", ""))
+def _pubmedqa_record(rid: str, context: str, question: str, options: list[str], answer: str, gold: str,
+                     meta: dict) -> MedRecord:
+    """One PubMedQA item, whichever layout it came from; ``gold`` is the raw label kept for MedEvalKit compat."""
     return MedRecord(
-        id=f"pubmedqa-{row.get('pubid', i)}",
+        id=rid,
         images=[],
         question=f"Context: {context}\nQuestion: {question}" if context else question,
-        options=list(PUBMEDQA_OPTIONS),
-        answer=letter_for(decision, PUBMEDQA_OPTIONS) or "",
+        options=options,
+        answer=answer,
         kind=QuestionKind.MULTIPLE_CHOICE,
-        meta={"pubid": row.get("pubid"), "long_answer": row.get("long_answer"), "raw_question": question,
-              "source": {"question": question, "context": context, "answer": decision,
-                         "options": list(PUBMEDQA_OPTIONS)}},
+        meta={**meta, "raw_question": question,
+              "source": {"question": question, "context": context, "answer": gold, "options": options}},
+    )
+
+
+def _pubmedqa_labeled(row: dict, i: int) -> MedRecord:
+    decision = str(row.get("final_decision", "")).strip().lower()
+    options = list(PUBMEDQA_OPTIONS)
+    return _pubmedqa_record(
+        f"pubmedqa-{row.get('pubid', i)}", _context_text(row.get("context")), str(row.get("question", "")), options,
+        letter_for(decision, options) or "", decision,
+        {"pubid": row.get("pubid"), "long_answer": row.get("long_answer")},
     )
 
 
@@ -110,17 +118,9 @@ def _pubmedqa_openlifescience(row: dict, i: int) -> MedRecord:
     gold = str(data.get("Correct Option") or "").strip()
     # "Correct Option" is the letter; "Correct Answer" the text (either one is enough to find the letter).
     answer = letter_for(gold, options) or letter_for(str(data.get("Correct Answer") or ""), options) or ""
-    context = _context_text(data.get("Context"))
-    question = str(data.get("Question", ""))
-    return MedRecord(
-        id=f"pubmedqa-{row.get('id', i)}",
-        images=[],
-        question=f"Context: {context}\nQuestion: {question}" if context else question,
-        options=options,
-        answer=answer,
-        kind=QuestionKind.MULTIPLE_CHOICE,
-        meta={"raw_question": question, "long_answer": data.get("Long Answer"),
-              "source": {"question": question, "context": context, "answer": gold, "options": options}},
+    return _pubmedqa_record(
+        f"pubmedqa-{row.get('id', i)}", _context_text(data.get("Context")), str(data.get("Question", "")), options,
+        answer, gold, {"long_answer": data.get("Long Answer")},
     )
 
 
