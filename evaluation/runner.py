@@ -19,6 +19,10 @@ Protocols (``--protocol``), each greedy:
   its scoring (``medevalkit_compat``);
 - ``reasoning``: for ``<think>``/``<answer>`` models: reasoning prompts and 4096 new tokens.
 
+``--answer-format`` appends the ``<think>``/``<answer>`` instruction (``core.answers.ANSWER_FORMAT_INSTRUCTION``)
+to each prompt as its own text part, exactly as CoT-SFT data (`infimed synthesize-cot`) and GRPO prompts carry it,
+and reports ``format_compliance`` (the share of predictions that follow that layout) per benchmark and kind.
+
 A generation that stops at the token limit is counted per benchmark (``truncated``), never silently scored.
 Served models (``--endpoint URL --served-model NAME``: vLLM, SGLang, TGI) get the same prompts, cache and scoring.
 """
@@ -37,6 +41,7 @@ from typing import Any, Literal
 from infimed.core.endpoints import EndpointConfig, make_client
 from infimed.core.errors import InputFileError
 from infimed.core.generation import load_for_generation
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION, follows_answer_format
 from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
 from .benchmarks import BENCHMARKS, LoadedBenchmark, load_benchmark, resolve_benchmark_names
@@ -81,6 +86,10 @@ class EvalConfig:
     )
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message before each question."})
     reasoning: bool = field(default=False, metadata={"help": "Reasoning prompts: the final answer in \\boxed{}."})
+    answer_format: bool = field(
+        default=False, metadata={"help": "Append the <think>/<answer> instruction CoT-SFT and GRPO train with, and "
+                                         "report `format_compliance`."}
+    )
     medevalkit_compat: bool = field(
         default=False, metadata={"help": "Also report MedEvalKit's scoring (its known faults) beside the correct one."}
     )
@@ -119,6 +128,8 @@ class EvalConfig:
                 self.generation.max_images = MEDEVALKIT_MAX_IMAGES
         elif self.protocol == "reasoning":
             self.reasoning = True
+        if self.answer_format and self.reasoning:
+            raise ValueError("`answer_format` asks for <answer> tags and `reasoning` for \\boxed{}: choose one.")
         sources = [name for name, value in (("model", self.model), ("endpoint", self.endpoint),
                                             ("predictions", self.predictions)) if value is not None]
         if not sources:
@@ -140,10 +151,11 @@ class EvalConfig:
 
 
 def build_messages(
-    item: EvalItem, reasoning: bool, system_prompt: str | None, prompt_set: str = "infimed"
+    item: EvalItem, reasoning: bool, system_prompt: str | None, prompt_set: str = "infimed", answer_format: bool = False
 ) -> tuple[list[dict], str]:
     """TRL-style chat messages for ``item`` (image parts first, then the prompt text of ``prompt_set``) and the
-    prompt text."""
+    prompt text; ``answer_format`` appends the `<think>/<answer>` instruction as a last text part, the layout of
+    `training.rewards.add_format_instruction`."""
     if item.prompt_type == "dataset" and item.messages:
         messages = [dict(m) for m in item.messages]
         prompt = "\n".join(p.get("text", "") for m in messages if isinstance(m["content"], list)
@@ -156,9 +168,24 @@ def build_messages(
         prompt = build_prompt(item, reasoning, prompt_set)
         content = [{"type": "image"} for _ in prompt_images(item, prompt_set)] + [{"type": "text", "text": prompt}]
         messages = [{"role": "user", "content": content}]
+    if answer_format:
+        last = messages[-1]
+        content = [{"type": "text", "text": last["content"]}] if isinstance(last["content"], str) else last["content"]
+        messages[-1] = {**last, "content": [*content, {"type": "text", "text": "\n" + ANSWER_FORMAT_INSTRUCTION}]}
+        prompt += "\n" + ANSWER_FORMAT_INSTRUCTION
     if system_prompt:
         messages = [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, *messages]
     return messages, prompt
+
+
+def _format_compliance(items: list[EvalItem], predictions: list[str | None]) -> dict:
+    """Share of predictions in the `<think>...</think><answer>...</answer>` layout: overall and per question kind."""
+    by_kind: dict[str, list[bool]] = {}
+    for item, prediction in zip(items, predictions, strict=True):
+        by_kind.setdefault(str(item.kind), []).append(follows_answer_format(prediction or ""))
+    flags = [flag for kind_flags in by_kind.values() for flag in kind_flags]
+    return {"overall": sum(flags) / len(flags) if flags else None,
+            "by_kind": {kind: sum(f) / len(f) for kind, f in by_kind.items()}}
 
 
 def read_predictions(path: str | Path) -> dict[tuple[str | None, str], str]:
@@ -288,7 +315,8 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         bench_dir.mkdir(parents=True, exist_ok=True)
         prompts, requests = [], []
         for item in items:
-            messages, prompt = build_messages(item, config.reasoning, config.system_prompt, prompt_set)
+            messages, prompt = build_messages(item, config.reasoning, config.system_prompt, prompt_set,
+                                             config.answer_format)
             sent_images = prompt_images(item, prompt_set)  # MedEvalKit's MMMU sends only the first image
             prompts.append(prompt)
             # The image content is part of the key: a benchmark re-exported with new images under the same ids must
@@ -343,6 +371,8 @@ def run_evaluation(config: EvalConfig, model: Any = None, processor: Any = None,
         metrics["skipped"] = loaded.skipped
         metrics["errors"] = errors
         metrics["truncated"] = sum(truncated)
+        if config.answer_format:
+            metrics["format_compliance"] = _format_compliance(items, predictions)
         metrics["max_new_tokens"] = budget
         if judge_counts is not None:
             metrics["judge"] = judge_counts

@@ -10,13 +10,19 @@ training resumes from its last checkpoint):
     1 data      infimed demo-data            train + held-out eval splits, a few corrupted train samples
     2 curate    infimed curate               five-dimension scoring (model-scored dimensions off: no judge offline)
     3 init      infimed init --preset tiny   the initialised model, evaluated before any training
-    4 train     infimed train recipes/demo.yaml   continual pretraining (4 visual tokens), SFT-1/2/3 packed (16),
-                                                   GRPO; each stage evaluated on the held-out split
-    5 card      infimed card                 a Hub-ready folder: checkpoint + code + model card
-    6 answer    infimed generate             answers about a demo PNG and a DICOM file, from the Hub-ready folder
-    7 summary   table, results.json, loss curves and the results chart in OUTPUT/
-                the goal check (infimed/demo_report.py): final held-out accuracy >= chance + 0.20 on yes/no
-                and multiple choice, >= chance + 0.10 on open answers; the demo exits 1 when one is missed
+    4 train     infimed train recipes/demo.yaml   InfiMed-Foundation: continual pretraining (4 visual tokens),
+                                                   SFT-1/2/3 packed (16); each stage evaluated on the held-out split
+    5 rl        InfiMed-RL on the Foundation model (sft-3):
+                  python -m infimed.data.demo_teacher   the stand-in CoT teacher (OpenAI-compatible, in a thread)
+                  infimed synthesize-cot recipes/cot/demo.yaml   general + reflective traces, rejection sampling
+                  infimed train recipes/demo-rl.yaml    cot-sft (SFT on the kept traces), grpo (format + accuracy)
+                  infimed eval --answer-format          after cot-sft and after grpo: format compliance, accuracy
+    6 card      infimed card                 a Hub-ready folder: the Foundation checkpoint + code + model card
+    7 answer    infimed generate             answers about a demo PNG and a DICOM file, from the Hub-ready folder
+    8 summary   table, results.json (its `rl` entry: the chain), loss and reward curves, the results chart in OUTPUT/
+                the goal check (infimed/demo_report.py): final Foundation held-out accuracy >= chance + 0.20 on
+                yes/no and multiple choice, >= chance + 0.10 on open answers; format compliance after CoT-SFT >= 0.9;
+                accuracy after GRPO >= before on yes/no and multiple choice; the demo exits 1 when one is missed
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from infimed.cli import main as cli_main
 from infimed.core.tasks import QuestionKind
 from infimed.data.demo_questions import build_prompt
 from infimed.data.demo_render import write_demo_dicom
+from infimed.data.demo_teacher import DemoTeacher
 from infimed.demo_report import write_summary
 from infimed.hub.checks import check_model_folder
 from infimed.training.recipe import load_recipe
@@ -43,14 +50,22 @@ __all__ = ["main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_RECIPE = REPO_ROOT / "recipes" / "demo.yaml"
+RL_RECIPE = REPO_ROOT / "recipes" / "demo-rl.yaml"
+COT_CONFIG = REPO_ROOT / "recipes" / "cot" / "demo.yaml"
+STEPS = 8
+# New tokens per held-out answer after CoT-SFT: the stand-in teacher's traces are at most ~90 tokens (measured with
+# the tiny tokenizer); 128 leaves room, and a trace that runs past it is counted as `truncated`, not scored silently.
+TRACE_TOKENS = 128
 CURATION_CONFIG = REPO_ROOT / "recipes" / "curation" / "demo.yaml"
 
 
 class Demo:
-    def __init__(self, output: Path, recipe: Path, curation: Path):
+    def __init__(self, output: Path, recipe: Path, curation: Path, rl_recipe: Path, cot: Path):
         self.out = output
         self.recipe = recipe
         self.curation = curation
+        self.rl_recipe = rl_recipe
+        self.cot = cot
         self.seconds: dict[str, float] = {}
         (self.out / ".done").mkdir(parents=True, exist_ok=True)
         timing = self.out / ".done" / "seconds.json"
@@ -61,15 +76,15 @@ class Demo:
     def step(self, number: int, name: str, title: str, func) -> None:
         marker = self.out / ".done" / name
         if marker.exists():
-            print(f"[{number}/7] {title}: done in an earlier run, reused ({marker})", flush=True)
+            print(f"[{number}/{STEPS}] {title}: done in an earlier run, reused ({marker})", flush=True)
             return
-        print(f"\n[{number}/7] {title}", flush=True)
+        print(f"\n[{number}/{STEPS}] {title}", flush=True)
         start = time.perf_counter()
         func()
         self.seconds[name] = round(time.perf_counter() - start, 1)
         (self.out / ".done" / "seconds.json").write_text(json.dumps(self.seconds, indent=2))
         marker.write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-        print(f"[{number}/7] {title}: {self.seconds[name]} s", flush=True)
+        print(f"[{number}/{STEPS}] {title}: {self.seconds[name]} s", flush=True)
 
     def cli(self, *argv: str) -> None:
 
@@ -87,18 +102,29 @@ class Demo:
     def train_dir(self) -> Path:
         return self.out / "train"
 
+    @property
+    def rl_dir(self) -> Path:
+        return self.out / "train-rl"
+
     def stage_names(self) -> list[str]:
 
         return [stage.name for stage in load_recipe(str(self.recipe)).stages]
 
-    def evaluate(self, model_dir: Path, label: str) -> None:
+    def rl_stage_names(self) -> list[str]:
+
+        return [stage.name for stage in load_recipe(str(self.rl_recipe)).stages]
+
+    def evaluate(self, model_dir: Path, label: str, answer_format: bool = False) -> None:
         target = self.out / "eval" / label
         if (target / "results.json").exists():
             print(f"  eval {label}: reused {target / 'results.json'}")
             return
+        # Plain answers ("yes", "B") need a few tokens; <think>/<answer> traces up to TRACE_TOKENS.
+        tokens = ["--answer-format", "--max-new-tokens", str(TRACE_TOKENS)] if answer_format else [
+            "--max-new-tokens", "8"]
         self.cli(
             "eval", "--model", str(model_dir), "--benchmarks", "demo", "--data-dir", str(self.data),
-            "--output", str(target), "--batch-size", "32", "--max-new-tokens", "8", "--no-progress",
+            "--output", str(target), "--batch-size", "32", *tokens, "--no-progress",
         )
 
     # -- steps -------------------------------------------------------------------------------------------------
@@ -120,6 +146,19 @@ class Demo:
         self.cli(*args)
         for name in self.stage_names():
             self.evaluate(self.train_dir / name, name)
+
+    def rl(self) -> None:
+        """CoT synthesis with the stand-in teacher, then CoT-SFT and GRPO (recipes/demo-rl.yaml), each evaluated."""
+        if not (self.out / "cot" / "report.json").exists():
+            with DemoTeacher(load_from_disk(str(self.data))["train"]) as teacher:
+                print(f"  stand-in CoT teacher (infimed.data.demo_teacher) at {teacher.base_url}")
+                self.cli("synthesize-cot", str(self.cot), "--teacher-url", teacher.base_url)
+        args = ["train", str(self.rl_recipe), "--output", str(self.rl_dir)]
+        if (self.rl_dir / "recipe_summary.json").exists() or any(self.rl_dir.glob("*/checkpoint-*")):
+            args.append("--resume")
+        self.cli(*args)
+        for name in self.rl_stage_names():
+            self.evaluate(self.rl_dir / name, name, answer_format=True)
 
     def card(self) -> None:
         final = self.train_dir / self.stage_names()[-1]
@@ -156,7 +195,8 @@ class Demo:
 
     def summary(self) -> dict:
 
-        return write_summary(self.out, ["init", *self.stage_names()], self.train_dir, self.seconds)
+        return write_summary(self.out, ["init", *self.stage_names()], self.train_dir, self.seconds,
+                             rl_labels=self.rl_stage_names(), rl_train_dir=self.rl_dir)
 
 
 def _localise(config: Path, output: Path) -> Path:
@@ -174,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="Delete the output folder first and start over.")
     parser.add_argument("--recipe", default=str(DEMO_RECIPE), help="Training recipe (default: recipes/demo.yaml).")
     parser.add_argument("--curation", default=str(CURATION_CONFIG), help="Curation config.")
+    parser.add_argument("--rl-recipe", default=str(RL_RECIPE), help="RL chain recipe (default: recipes/demo-rl.yaml).")
+    parser.add_argument("--cot", default=str(COT_CONFIG), help="CoT synthesis config (default: recipes/cot/demo.yaml).")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -185,13 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    demo = Demo(output, _localise(Path(args.recipe), output), _localise(Path(args.curation), output))
+    demo = Demo(output, _localise(Path(args.recipe), output), _localise(Path(args.curation), output),
+                _localise(Path(args.rl_recipe), output), _localise(Path(args.cot), output))
     demo.step(1, "data", "Demo data: train and held-out eval splits", demo.make_data)
     demo.step(2, "curate", "Curation: five-dimension quality scoring, dedup, decontamination", demo.curate)
     demo.step(3, "init", "Initialise the tiny model and evaluate it before training", demo.init)
-    demo.step(4, "train", "Train: continual pretraining, SFT-1/2/3 (packed), GRPO; evaluate each stage", demo.train)
-    demo.step(5, "card", "Model card and Hub-ready folder", demo.card)
-    demo.step(6, "answer", "Answer questions about a demo PNG and a DICOM file", demo.answer)
+    demo.step(4, "train", "Train InfiMed-Foundation: continual pretraining, SFT-1/2/3 (packed); evaluate each stage",
+              demo.train)
+    demo.step(5, "rl", "InfiMed-RL: CoT synthesis (stand-in teacher), CoT-SFT, GRPO (format + accuracy); evaluate",
+              demo.rl)
+    demo.step(6, "card", "Model card and Hub-ready folder (the Foundation model)", demo.card)
+    demo.step(7, "answer", "Answer questions about a demo PNG and a DICOM file", demo.answer)
     results = demo.summary()
     print(f"\nWall time of this run: {time.perf_counter() - start:.0f} s; results in {output / 'results.json'}")
     return 0 if results.get("goals_met", True) else 1

@@ -25,6 +25,11 @@ The first label of each sample is masked because a causal LM's loss scores token
 the last token of A would be trained to predict the first token of B, which it cannot see. With it, the packed loss
 is exactly the token-weighted loss of the samples run one by one.
 
+Images are decoded here, in the DataLoader workers (the encoder only counted them). A sample whose image cannot be
+decoded is dropped from its row (the rest of the row trains) and named in the batch's packing stats under "skipped"
+(`{reason: [sample ids]}`), which `InfiMedSFTTrainer` pops, logs and adds to the stage summary. A batch left with no
+sample is one pad token with no label; the trainer runs it as a zero-loss step (docs/data-loading.md).
+
 Images of all samples are processed in one call in row-major placeholder order (row 0's samples, then row 1's...),
 which is the order the model scatters image features into image-token positions.
 
@@ -35,6 +40,7 @@ model's own `get_rope_index` and concatenated along the row.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,10 +48,14 @@ import torch
 
 from infimed.processing.image_io import load_image
 
-__all__ = ["DataCollatorForPackedVisionLanguageModeling", "PACKING_STATS_KEY"]
+__all__ = ["DataCollatorForPackedVisionLanguageModeling", "PACKING_STATS_KEY", "SKIP_REASON_BAD_IMAGE"]
+
+logger = logging.getLogger(__name__)
 
 # Batch key holding packing figures for logging; the trainer pops it before the forward.
 PACKING_STATS_KEY = "packing_stats"
+# Why the collator skips a sample: its image exists but cannot be decoded (truncated, corrupt, unsupported).
+SKIP_REASON_BAD_IMAGE = "bad_image"
 
 
 def _load(image):
@@ -75,6 +85,7 @@ class DataCollatorForPackedVisionLanguageModeling:
         flatten: concatenate the batch's rows into one row of shape (1, total): flash-attention varlen splits
             samples only at `position_ids == 0` inside a single row, and this also removes the pad tail.
         max_length: the packer's token budget per row; only for the `budget_slots` figure in the packing stats.
+        strict: raise on a sample whose image will not decode instead of skipping it (`strict_data`).
     """
 
     image_processor: Callable[..., Any] | None
@@ -84,11 +95,17 @@ class DataCollatorForPackedVisionLanguageModeling:
     pad_to_multiple_of: int | None = None
     flatten: bool = False
     max_length: int | None = None
+    strict: bool = False
     return_tensors: str = "pt"
 
     def __call__(self, rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
         if rows and isinstance(rows[0], dict):
             rows = [row["samples"] for row in rows]
+        rows, skipped = self._decode_images(rows)
+        if not any(rows):
+            # Every sample was bad: one pad token, no label (the trainer takes a zero-loss step on it).
+            rows = [[{"input_ids": [self.pad_token_id], "labels": [-100], "images": [], "source_index": None,
+                      "placeholder": True}]]
         if self.flatten:
             rows = [[sample for row in rows for sample in row]]
         lengths = [sum(len(s["input_ids"]) for s in row) for row in rows]
@@ -105,7 +122,7 @@ class DataCollatorForPackedVisionLanguageModeling:
         if images:
             if self.image_processor is None:
                 raise ValueError("The batch holds images but the collator was built without an `image_processor`.")
-            image_inputs = dict(self.image_processor(images=[_load(im) for im in images], return_tensors="pt"))
+            image_inputs = dict(self.image_processor(images=images, return_tensors="pt"))
 
         mrope = self.rope_index_fn is not None
         if mrope:
@@ -152,7 +169,33 @@ class DataCollatorForPackedVisionLanguageModeling:
             "budget_slots": int(len(rows) * self.max_length) if self.max_length and not self.flatten else None,
             "images": len(images),
             "rows": batch_size,
-            "samples": int(sum(len(row) for row in rows)),
-            "source_indices": [sample.get("source_index") for row in rows for sample in row],
+            "samples": int(sum(1 for row in rows for sample in row if not sample.get("placeholder"))),
+            "source_indices": [sample.get("source_index") for row in rows for sample in row
+                               if not sample.get("placeholder")],
+            "skipped": skipped,
         }
         return batch
+
+    def _decode_images(self, rows):
+        """Rows with every sample's images decoded (PIL RGB), less the samples whose images fail to decode, and
+        those samples' ids by reason."""
+        skipped: dict[str, list[str]] = {}
+        decoded_rows = []
+        for row in rows:
+            kept = []
+            for sample in row:
+                try:
+                    images = [_load(image) for image in sample.get("images") or []]
+                except Exception as err:  # ImageLoadError, and whatever a broken file throws from deeper in PIL
+                    name = str(sample.get("sample_id", sample.get("source_index")))
+                    if self.strict:
+                        raise ValueError(
+                            f"Sample {name!r} is invalid: {SKIP_REASON_BAD_IMAGE} ({err}). Fix or remove it, or set "
+                            "`strict_data=False` to skip bad samples and count them in the run summary."
+                        ) from err
+                    skipped.setdefault(SKIP_REASON_BAD_IMAGE, []).append(name)
+                    logger.warning("Skipping sample %s: %s", name, err)
+                    continue
+                kept.append({**sample, "images": images})
+            decoded_rows.append(kept)
+        return [row for row in decoded_rows if row], skipped

@@ -17,7 +17,8 @@ __all__ = ["PackedDataset", "build_packed_dataset"]
 
 
 class PackedDataset(torch.utils.data.Dataset):
-    """Rows of encoded samples. `self[i]` is `{"samples": [{"input_ids", "labels", "images", "source_index"}, ...]}`."""
+    """Rows of encoded samples. `self[i]` is `{"samples": [{"input_ids", "labels", "images", "source_index",
+    "sample_id"}, ...]}`; images stay undecoded until the collator (in a DataLoader worker) loads them."""
 
     def __init__(self, samples, packing: PackingResult, drop_report: DropReport | None = None):
         self.samples = samples
@@ -30,10 +31,13 @@ class PackedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         columns = self.samples[self.rows[index]]  # dict of lists, one entry per sample of the row
-        images = columns.get("images") or [[] for _ in self.rows[index]]
+        n = len(self.rows[index])
+        images = columns.get("images") or [[] for _ in range(n)]
+        names = columns.get("sample_id") or [str(i) for i in columns["source_index"]]
         return {"samples": [
-            {"input_ids": ids, "labels": labels, "images": imgs or [], "source_index": src}
-            for ids, labels, imgs, src in zip(columns["input_ids"], columns["labels"], images, columns["source_index"])
+            {"input_ids": ids, "labels": labels, "images": imgs or [], "source_index": src, "sample_id": name}
+            for ids, labels, imgs, src, name in zip(columns["input_ids"], columns["labels"], images,
+                                                    columns["source_index"], names)
         ]}
 
     def summary(self) -> dict:

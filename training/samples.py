@@ -1,9 +1,14 @@
 """Encode vision-language chat samples once, before packing: token ids, labels, image counts, and why a sample is bad.
 
-Packing needs every sample's length up front, so samples are tokenized ahead of training (images are only loaded
-here to validate them; the collator loads and processes them again on the fly, as TRL does, rather than storing
-pixel values). A bad sample is never silently lost: it is dropped with one of `DROP_REASONS` counted in a
-`DropReport`, or raises when `strict=True`.
+Packing needs every sample's length up front, so samples are tokenized ahead of training. Images are NOT decoded
+here: the token count of an image comes from the processor's rule (`num_image_tokens` for InfiMed, the header size
+for Qwen2-VL, see `image_placeholders`), and the collator decodes and processes images on the fly in the DataLoader
+workers, as TRL does. A sample whose image is missing (None, no such file, empty bytes, unreadable header) is dropped
+here; a file that is corrupt past its header is found by the collator and skipped there (counted, never a crash).
+
+A bad sample is never silently lost: it is dropped with one of `DROP_REASONS` counted in a `DropReport`, or raises
+when `strict=True`. `encode_dataset` caches its result with `datasets` under a fingerprint of the dataset and the
+encoder's settings (`SampleEncoder.fingerprint`), so a restarted run does not encode again (docs/data-loading.md).
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from datasets.fingerprint import Hasher
 
 from infimed.core.datasets import undecoded_images
+from infimed.processing.image_io import load_image
 
-__all__ = ["DROP_REASONS", "DropReport", "SampleEncoder", "encode_dataset", "count_placeholders"]
+from .image_placeholders import image_stand_in, stand_in_for
+
+__all__ = ["DROP_REASONS", "ENCODER_VERSION", "EXAMPLES_PER_REASON", "DropReport", "SampleEncoder", "count_placeholders",
+           "encode_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +38,11 @@ DROP_REASONS = (
     "image_mismatch",  # number of image placeholders in the messages != number of images
     "empty_assistant",  # no assistant answer, or nothing left to train on after masking
 )
+# Part of the encoding cache's fingerprint: bump it whenever `SampleEncoder` output changes for the same inputs, so
+# caches written by an older encoder are not reused.
+ENCODER_VERSION = "2-lazy-images"
 # Sample ids kept per reason in the report, enough to find them without bloating the run summary.
-_EXAMPLES_PER_REASON = 5
+EXAMPLES_PER_REASON = 5
 
 
 @dataclass
@@ -48,7 +61,7 @@ class DropReport:
     def add(self, reason: str, sample_id: str, n: int = 1) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + n
         ids = self.examples.setdefault(reason, [])
-        if len(ids) < _EXAMPLES_PER_REASON:
+        if len(ids) < EXAMPLES_PER_REASON:
             ids.append(sample_id)
 
     def to_dict(self) -> dict:
@@ -92,6 +105,10 @@ def _sample_images(example: dict) -> list:
 class SampleEncoder:
     """Encode one `{"messages", "images"}` example into `input_ids`, `labels`, `num_images`, `length`, `drop_reason`.
 
+    Images are not decoded (see the module docstring); `decode_images=True` restores the old path that decodes each
+    image with `load_image` and passes it to the processor (the reference the lazy path is tested against, and the
+    path taken for processors whose placeholder expansion `image_placeholders` does not know).
+
     Args:
         processor: the model's processor (`apply_chat_template` with `{% generation %}` markers for assistant masks).
         max_length: token budget of a packed row; longer samples are dropped (`too_long`).
@@ -99,6 +116,7 @@ class SampleEncoder:
         image_token_id: image placeholder token; never a label.
         max_images: images per row; samples with more are dropped (`too_many_images`). `None`: unbounded.
         chat_template: overrides the processor's template (TRL's training template when it lacks markers).
+        decode_images: decode every image while encoding (slow; validates images before training).
     """
 
     processor: Any
@@ -107,6 +125,39 @@ class SampleEncoder:
     image_token_id: int | None = None
     max_images: int | None = None
     chat_template: str | None = None
+    decode_images: bool = False
+
+    def __post_init__(self):
+        self._stand_in = None if self.decode_images else stand_in_for(self.processor)
+
+    def __getstate__(self):  # `datasets.map(num_proc=...)` pickles the encoder; the stand-in is rebuilt there
+        state = dict(self.__dict__)
+        state.pop("_stand_in", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides this encoder's output for a given example (the encoding cache key)."""
+        from datasets.fingerprint import Hasher
+
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        vocab = sorted(tokenizer.get_vocab().items())
+        image_processor = getattr(self.processor, "image_processor", None)
+        return Hasher.hash({
+            "version": ENCODER_VERSION,
+            "max_length": self.max_length,
+            "assistant_only_loss": self.assistant_only_loss,
+            "image_token_id": self.image_token_id,
+            "max_images": self.max_images,
+            "chat_template": self.chat_template or getattr(self.processor, "chat_template", None),
+            "tokenizer": [type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), Hasher.hash(vocab)],
+            "num_image_tokens": getattr(self.processor, "num_image_tokens", None),
+            "image_processor": image_processor.to_json_string() if hasattr(image_processor, "to_json_string") else "",
+            "decode_images": self.decode_images,
+        })
 
     def __call__(self, example: dict) -> dict:
         out = {"input_ids": [], "labels": [], "num_images": 0, "length": 0, "drop_reason": "", "drop_detail": ""}
@@ -130,19 +181,21 @@ class SampleEncoder:
 
         from trl.data_utils import prepare_multimodal_messages
 
-        from .collator import _load
-
-        loaded = []
+        processor = self._stand_in or self.processor
+        prepared = []
         for k, image in enumerate(images):
             if image is None:
                 return drop("bad_image", f"image {k} is missing (None)")
             try:
-                loaded.append(_load(image))
-            except Exception as err:  # ImageLoadError, and whatever a broken file throws from deeper in PIL/pydicom
+                if self._stand_in is not None:
+                    prepared.append(image_stand_in(image, sized=self._stand_in.image_processor.sized))
+                else:
+                    prepared.append(load_image(image))
+            except Exception as err:  # ImageHeaderError/ImageLoadError, and whatever a broken file throws from PIL
                 return drop("bad_image", f"image {k}: {err}")
         try:
-            encoded = self.processor.apply_chat_template(
-                prepare_multimodal_messages(messages, images=loaded),
+            encoded = processor.apply_chat_template(
+                prepare_multimodal_messages(messages, images=prepared),
                 chat_template=self.chat_template,
                 tokenize=True,
                 return_dict=True,
@@ -176,8 +229,10 @@ def encode_dataset(dataset, encoder: SampleEncoder, *, strict: bool = False, num
                    id_column: str = "id"):
     """Encode a `datasets.Dataset` with `encoder`; return `(kept, DropReport)`.
 
-    `kept` has `input_ids`, `labels`, `num_images`, `length`, the (undecoded) `images` column for the collator, and
-    the original row index as `source_index`. With `strict=True` the first bad sample raises a `ValueError` naming it.
+    `kept` has `input_ids`, `labels`, `num_images`, `length`, the (undecoded) `images` column for the collator, the
+    original row index as `source_index` and the sample's id (its `id_column`, else the row index) as `sample_id`.
+    `num_proc` encodes in that many processes (`dataset_num_proc`); the result is cached (see the module docstring).
+    With `strict=True` the first bad sample raises a `ValueError` naming it.
     """
     if "messages" not in dataset.column_names:
         raise ValueError(
@@ -191,13 +246,20 @@ def encode_dataset(dataset, encoder: SampleEncoder, *, strict: bool = False, num
     # and let `load_image` validate (and name) each one.
     dataset = undecoded_images(dataset, columns=["images"])
     keep_columns = {"images"}
+    # The cache key: this dataset's fingerprint (its files and every transform so far) and the encoder's settings.
+    # `datasets` writes `cache-<fingerprint>.arrow` next to the dataset's own cache files and reuses it in any later
+    # process; in-memory datasets (no cache files) are encoded each time, as `datasets` does for them.
+    fingerprint = Hasher.hash([dataset._fingerprint, encoder.fingerprint()])
     encoded = dataset.map(
         encoder,
         with_indices=False,
         remove_columns=[c for c in dataset.column_names if c not in keep_columns],
         num_proc=num_proc,
+        new_fingerprint=fingerprint,
         desc="Encoding samples for packing",
     )
+    if encoded.cache_files:
+        logger.info("Encoded samples cached in %s", encoded.cache_files[0]["filename"])
     reasons = encoded["drop_reason"]
     report = DropReport(total=len(encoded))
     ids = dataset[id_column] if id_column in dataset.column_names else [str(i) for i in range(len(dataset))]
@@ -217,4 +279,6 @@ def encode_dataset(dataset, encoder: SampleEncoder, *, strict: bool = False, num
                        dict(Counter({k: v for k, v in report.counts.items()})))
     kept = encoded.select(keep).remove_columns(["drop_reason", "drop_detail"])
     kept = kept.add_column("source_index", keep)
+    # Names the collator uses when it skips a sample whose image turns out corrupt during training.
+    kept = kept.add_column("sample_id", [str(ids[i]) for i in keep])
     return kept, report

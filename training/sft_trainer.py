@@ -10,6 +10,10 @@ checked against TRL's source by tests/training/test_trl_compat.py), lets TRL set
 (model, PEFT, chat template, metrics), then replaces the training data by packed rows (`PackedDataset`) and the
 collator by `DataCollatorForPackedVisionLanguageModeling`. The loss path is TRL's own (fused LM head,
 `num_items_in_batch`-weighted), so a packed batch gives the token-weighted loss of its samples.
+
+Images are decoded by the collator, in the DataLoader workers (`dataloader_num_workers`). Samples it skips for an
+image that will not decode come back inside the batch; `compute_loss` pops and counts them, and `train()` sums them
+over ranks into `trainer.skipped_in_training` (docs/data-loading.md).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import logging
 
 import torch
 from trl import SFTTrainer
+from accelerate.utils import gather_object
 
 from infimed.core.datasets import undecoded_images
 
 from .collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from .packed_dataset import build_packed_dataset
 from .packing import PackingBudget
-from .samples import SampleEncoder
+from .samples import EXAMPLES_PER_REASON, SampleEncoder
 from .sft_config import InfiMedSFTConfig
 from .trl_compat import hidden_from_trl_init
 
@@ -54,7 +59,9 @@ class InfiMedSFTTrainer(SFTTrainer):
     """`SFTTrainer` that packs vision-language datasets (`messages` + `images`) when `args.packing` is set.
 
     After construction `trainer.packing_summary` holds, per split, the packing figures and the dropped samples by
-    reason (also logged). Text-only datasets take TRL's own packing path unchanged.
+    reason (also logged). After `train()`, `trainer.skipped_in_training` holds the samples the collator skipped
+    (images that would not decode), by reason with a few ids, summed over ranks. Text-only datasets take TRL's own
+    packing path unchanged.
     """
 
     _tag_names = ["trl", "sft", "infimed"]
@@ -90,6 +97,10 @@ class InfiMedSFTTrainer(SFTTrainer):
         self.packing_summary: dict[str, dict] = {}
         if not self._multimodal_packing:
             return
+        # This rank's collator skips during training: reason -> count, and reason -> a few sample ids.
+        self._skip_counts: dict[str, int] = {}
+        self._skip_examples: dict[str, list[str]] = {}
+        self.skipped_in_training: dict = {"by_reason": {}, "examples": {}}
 
         unwrapped = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         image_token_id = getattr(self.processing_class, "image_token_id", None)
@@ -138,10 +149,14 @@ class InfiMedSFTTrainer(SFTTrainer):
         if self._multimodal_packing:
             self._signature_columns = ["samples"]
         else:
+            strict=args.strict_data,
             super()._set_signature_columns_if_needed()
 
     @property
     def dropped_samples(self) -> dict[str, int]:
+        if args.dataloader_num_workers == 0:
+            logger.info("Images are decoded in the training process (`dataloader_num_workers=0`); set "
+                        "`dataloader_num_workers` (e.g. 4 per GPU) to decode them in parallel with the steps.")
         """Dropped samples by reason, summed over the packed splits."""
         totals: dict[str, int] = {}
         for summary in self.packing_summary.values():
@@ -159,8 +174,43 @@ class InfiMedSFTTrainer(SFTTrainer):
             self._metrics[mode]["images_per_row"].append(stats["images"] / max(stats["rows"], 1))
             self._metrics[mode]["samples_per_row"].append(stats["samples"] / max(stats["rows"], 1))
         counted_before = self._total_train_tokens
+    def train(self, *args, **kwargs):
+        result = super().train(*args, **kwargs)
+        self._gather_skips()  # every rank calls `train`, so every rank joins the gather
+        return result
+
+    def _gather_skips(self) -> None:
+        # Every rank's counts (each ran its own collator, in its own workers), summed; ids up to a few per reason.
+        by_reason: dict[str, int] = {}
+        examples: dict[str, list[str]] = {}
+        for counts, ids in gather_object([(self._skip_counts, self._skip_examples)]):
+            for reason, n in counts.items():
+                by_reason[reason] = by_reason.get(reason, 0) + n
+            for reason, names in ids.items():
+                kept = examples.setdefault(reason, [])
+                kept.extend([n for n in names if n not in kept][: EXAMPLES_PER_REASON - len(kept)])
+        self.skipped_in_training = {"by_reason": by_reason, "examples": examples}
+
+    def _count_skips(self, skipped: dict[str, list[str]]) -> None:
+        for reason, names in skipped.items():
+            self._skip_counts[reason] = self._skip_counts.get(reason, 0) + len(names)
+            ids = self._skip_examples.setdefault(reason, [])
+            ids.extend([n for n in dict.fromkeys(names) if n not in ids][: EXAMPLES_PER_REASON - len(ids)])
+            self._metrics["train"][f"skipped_{reason}"].append(float(self._skip_counts[reason]))
+            logger.warning("Skipped %d sample(s) during training (%s): %s; %d so far on this rank.", len(names),
+                           reason, ", ".join(names[:EXAMPLES_PER_REASON]), self._skip_counts[reason])
+
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         if stats is not None and self.model.training:
+        if stats is not None and stats.get("skipped") and self.model.training:
+            self._count_skips(stats["skipped"])
+        if stats is not None and stats["samples"] == 0:
+            # Every sample of the batch was skipped: the collator sent one unlabelled pad token. The step still runs
+            # a forward and a backward (other ranks wait for this one's gradients), with a loss of exactly zero.
+            inputs.pop("labels", None)
+            outputs = model(**inputs)
+            loss = outputs.logits.float().sum() * 0.0
+            return (loss, outputs) if return_outputs else loss
             # TRL counts `position_ids.size(1)` tokens per rank (one flattened row); packed batches know their real
             # token count, which also holds for (B, S) rows and M-RoPE's (4, B, S) positions.
             device = inputs["input_ids"].device

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from infimed.demo_report import GOAL_MARGINS, goals_for, write_summary
+from infimed.demo_report import GOAL_MARGINS, goals_for, rl_goals_for, write_summary
 
 CHANCE = {"yes_no": 0.5, "multiple_choice": 0.28, "open": 1 / 6}
 
@@ -51,3 +51,52 @@ def test_open_answers_above_their_margin_meet_the_goal(tmp_path):
     assert results["goals_met"] is True
     assert "open +0.10" in results["goal"]
     assert "| sft-3 |" in (tmp_path / "summary.md").read_text()
+
+
+def _rl_eval_results(out, label, accuracy, compliance):
+    _eval_results(out, label, accuracy)
+    path = out / "eval" / label / "results.json"
+    results = json.loads(path.read_text())
+    metrics = results["benchmarks"]["demo"]
+    for kind in metrics["by_kind"]:
+        metrics["by_kind"][kind]["num_items"] = 10
+    metrics["format_compliance"] = {"by_kind": {kind: compliance for kind in accuracy}}
+    path.write_text(json.dumps(results))
+
+
+def _rl_summary(tmp_path, before, after, compliance=0.95):
+    _eval_results(tmp_path, "sft-3", {"yes_no": 0.8, "multiple_choice": 0.6, "open": 0.4})
+    _rl_eval_results(tmp_path, "cot-sft", before, compliance)
+    _rl_eval_results(tmp_path, "grpo", after, compliance)
+    return write_summary(tmp_path, ["sft-3"], tmp_path / "train", {}, rl_labels=["cot-sft", "grpo"],
+                         rl_train_dir=tmp_path / "train-rl")
+
+
+def test_the_rl_entry_holds_the_chain_figures(tmp_path):
+    before = {"yes_no": 0.7, "multiple_choice": 0.5, "open": 0.3}
+    after = {"yes_no": 0.75, "multiple_choice": 0.5, "open": 0.2}
+    results = _rl_summary(tmp_path, before, after, compliance=0.95)
+    rl = json.loads((tmp_path / "results.json").read_text())["rl"]
+    assert rl["accuracy_before_grpo"] == before and rl["accuracy_after_grpo"] == after
+    assert rl["format_compliance_after_cot_sft"] == pytest.approx(0.95)
+    assert "reward_curve" in rl and "reward_per_step" in rl
+    assert results["goals_met"] is True  # open may drop: GRPO trains the closed kinds only
+    assert "| cot-sft |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("kind", ["yes_no", "multiple_choice"])
+def test_grpo_that_lowers_closed_accuracy_fails_the_demo(tmp_path, kind):
+    before = {"yes_no": 0.7, "multiple_choice": 0.5, "open": 0.3}
+    after = {**before, kind: before[kind] - 1 / 30}
+    results = _rl_summary(tmp_path, before, after)
+    assert results["goals"][f"rl_grpo_not_worse_{kind}"] is False
+    assert results["goals_met"] is False
+
+
+def test_low_format_compliance_after_cot_sft_fails_the_demo(tmp_path):
+    same = {"yes_no": 0.7, "multiple_choice": 0.5, "open": 0.3}
+    results = _rl_summary(tmp_path, same, same, compliance=0.85)
+    assert results["goals"] == {**results["goals"], "rl_format_compliance": False}
+    assert results["goals_met"] is False
+    assert rl_goals_for({}) == {"rl_format_compliance": False, "rl_grpo_not_worse_yes_no": False,
+                                "rl_grpo_not_worse_multiple_choice": False}

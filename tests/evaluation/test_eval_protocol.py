@@ -66,3 +66,28 @@ def test_truncated_generations_are_counted_and_survive_resume(demo_dir, tmp_path
     assert first["benchmarks"]["demo"]["truncated"] == sum(expected)
     again = run_evaluation(config, model, processor)  # every item from the cache: the counts come back with it
     assert again["benchmarks"]["demo"]["truncated"] == sum(expected)
+
+
+def test_answer_format_prompts_like_cot_sft_and_counts_compliance(demo_dir, tmp_path):
+    from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
+    from infimed.evaluation.benchmarks import load_benchmark
+    from infimed.evaluation.runner import build_messages
+    from infimed.training.rewards import add_format_instruction
+
+    items = load_benchmark("demo", data_dir=str(demo_dir)).items
+    messages, prompt = build_messages(items[0], False, None, answer_format=True)
+    # the same user turn CoT-SFT rows and GRPO prompts carry (training.rewards.add_format_instruction)
+    assert messages[-1] == add_format_instruction(items[0].messages[-1])
+    assert prompt.endswith("\n" + ANSWER_FORMAT_INSTRUCTION)
+    followed = [i % 2 == 0 for i in range(len(items))]
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(
+        json.dumps({"id": i.id, "prediction": f"<think>x</think><answer>{i.answer}</answer>" if ok else i.answer})
+        + "\n" for i, ok in zip(items, followed)))
+    assert cli_main(["eval", "--predictions", str(predictions), "--benchmarks", "demo", "--data-dir", str(demo_dir),
+                     "--output", str(tmp_path / "o"), "--answer-format", "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "o" / "results.json").read_text())["benchmarks"]["demo"]
+    assert metrics["format_compliance"]["overall"] == pytest.approx(sum(followed) / len(items))
+    assert metrics["accuracy"] == 1.0  # the <answer> tag is what gets scored
+    with pytest.raises(ValueError, match="choose one"):
+        EvalConfig(predictions="p.jsonl", protocol="reasoning", answer_format=True)

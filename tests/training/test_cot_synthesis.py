@@ -280,7 +280,8 @@ def test_shipped_demo_config_parses():
     from pathlib import Path
 
     config = load_cot_config(Path(__file__).resolve().parents[2] / "recipes" / "cot" / "demo.yaml")
-    assert config.teacher.kind == "local" and config.styles == ["general", "reflective"]
+    # the demo's stand-in teacher (infimed.data.demo_teacher) is served over the OpenAI client
+    assert config.teacher.kind == "openai" and config.styles == ["general", "reflective"]
 
 
 @pytest.mark.parametrize("trace, step", [

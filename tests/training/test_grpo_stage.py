@@ -113,17 +113,22 @@ def test_grpo_stage_resumes_from_its_last_checkpoint(tmp_path, demo_dir):
     assert summary["first_reward"] is not None
 
 
-def test_demo_recipe_grpo_stage_is_valid(tmp_path, monkeypatch):
+def test_demo_rl_recipe_grpo_stage_is_valid(tmp_path, monkeypatch):
     from pathlib import Path
 
+    from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION
     from infimed.training.recipe import STAGE_TYPES
     from infimed.training.stages import trainer_config
 
     monkeypatch.setenv("INFIMED_DEMO_DATA", str(tmp_path))
-    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml")
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    assert all(stage.type == "sft" for stage in load_recipe(recipes / "demo.yaml").stages)  # Foundation: no RL
+    recipe = load_recipe(recipes / "demo-rl.yaml")
     stage = recipe.stages[-1]
-    assert stage.type == "grpo" and recipe.stages[-2].type == "sft"  # GRPO comes after the SFT stages
+    assert stage.type == "grpo" and recipe.stages[-2].type == "sft"  # GRPO comes after the CoT-SFT stage
+    assert recipe.model.endswith("train/sft-3")  # the chain starts from the Foundation model
     args = trainer_config(stage, recipe, STAGE_TYPES["grpo"], str(tmp_path / "grpo"))
     # GRPO keeps the SFT resolution: its checkpoint (and the evaluation) use the same visual-token count
     assert args.num_image_tokens == recipe.stages[-2].num_image_tokens
-    assert args.beta > 0 and args.reward_funcs == ["accuracy"]
+    assert args.beta > 0 and args.reward_funcs == ["format", "accuracy"]
+    assert args.format_instruction == ANSWER_FORMAT_INSTRUCTION  # the words CoT rows and `eval --answer-format` use

@@ -190,14 +190,16 @@ def _args(tmp_path, **kw):
 
 def test_trainer_counts_dropped_samples_and_strict_mode_raises(tmp_path, processor):
     dataset = make_vqa_dataset(12, corrupt=True)
-    trainer = InfiMedSFTTrainer(model=_model(), args=_args(tmp_path, max_steps=1), train_dataset=dataset,
+    trainer = InfiMedSFTTrainer(model=_model(), args=_args(tmp_path, num_train_epochs=1), train_dataset=dataset,
                                 processing_class=processor)
-    assert trainer.dropped_samples == {"bad_image": 1, "empty_assistant": 1, "image_mismatch": 1, "too_long": 1}
+    # s0's image bytes are corrupt: encoding never decodes them, the collator skips s0 while training
+    assert trainer.dropped_samples == {"empty_assistant": 1, "image_mismatch": 1, "too_long": 1}
     summary = trainer.packing_summary["train"]
-    assert summary["samples"] == 8 and summary["dropped"]["examples"]["bad_image"] == ["s0"]
+    assert summary["samples"] == 9 and summary["dropped"]["examples"]["image_mismatch"] == ["s2"]
     json.dumps(summary)  # goes into the run summary as is
     trainer.train()
-    with pytest.raises(ValueError, match=r"Sample 's0'.*bad_image"):
+    assert trainer.skipped_in_training == {"by_reason": {"bad_image": 1}, "examples": {"bad_image": ["s0"]}}
+    with pytest.raises(ValueError, match=r"Sample 's1'.*empty_assistant"):
         InfiMedSFTTrainer(model=_model(), args=_args(tmp_path, strict_data=True), train_dataset=dataset,
                           processing_class=processor)
 
