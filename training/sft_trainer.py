@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 
+import datasets
 import torch
-from trl import SFTTrainer
 from accelerate.utils import gather_object
+from trl import SFTTrainer
 
 from infimed.core.datasets import undecoded_images
 
@@ -31,6 +32,7 @@ from .packed_dataset import build_packed_dataset
 from .packing import PackingBudget
 from .samples import EXAMPLES_PER_REASON, SampleEncoder
 from .sft_config import InfiMedSFTConfig
+from .streaming import StreamingPackedDataset, StreamStateCallback
 from .trl_compat import hidden_from_trl_init
 
 __all__ = ["InfiMedSFTTrainer", "find_rope_index_fn"]
@@ -95,12 +97,12 @@ class InfiMedSFTTrainer(SFTTrainer):
             super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                              eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
         self.packing_summary: dict[str, dict] = {}
-        if not self._multimodal_packing:
-            return
         # This rank's collator skips during training: reason -> count, and reason -> a few sample ids.
         self._skip_counts: dict[str, int] = {}
         self._skip_examples: dict[str, list[str]] = {}
         self.skipped_in_training: dict = {"by_reason": {}, "examples": {}}
+        if not self._multimodal_packing:
+            return
 
         unwrapped = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         image_token_id = getattr(self.processing_class, "image_token_id", None)
@@ -125,7 +127,15 @@ class InfiMedSFTTrainer(SFTTrainer):
             logger.info("Packed %s split: %s", name, self.packing_summary[name])
             return packed
 
-        self.train_dataset = pack(train_dataset, "train")
+        if isinstance(train_dataset, datasets.IterableDataset):
+            # A streamed source (`streaming: true`): packed on the fly from a buffer; its position is saved in each
+            # checkpoint and restored by the callback, so the Trainer must not skip batches too (docs/streaming.md).
+            self.train_dataset = StreamingPackedDataset(train_dataset, encoder, budget, seed=seed,
+                                                        buffer_size=args.packing_buffer_size, strict=args.strict_data)
+            self.add_callback(StreamStateCallback(self.train_dataset))
+            args.ignore_data_skip = True
+        else:
+            self.train_dataset = pack(train_dataset, "train")
         if isinstance(eval_dataset, dict):
             self.eval_dataset = {k: pack(v, f"eval_{k}") for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
@@ -139,24 +149,24 @@ class InfiMedSFTTrainer(SFTTrainer):
             pad_to_multiple_of=args.pad_to_multiple_of,
             flatten="flash" in attn,  # flash-attention varlen finds samples only inside one flattened row
             max_length=args.max_length,
+            strict=args.strict_data,
         )
         # Logged once, with the first training log (TRL clears its metric buffers after each log).
         for reason, n in self.dropped_samples.items():
             self._metrics["train"][f"dropped_{reason}"].append(float(n))
+        if args.dataloader_num_workers == 0:
+            logger.info("Images are decoded in the training process (`dataloader_num_workers=0`); set "
+                        "`dataloader_num_workers` (e.g. 4 per GPU) to decode them in parallel with the steps.")
 
     def _set_signature_columns_if_needed(self):
         # Items of a `PackedDataset` carry one key, "samples"; Trainer's column filter must keep it.
         if self._multimodal_packing:
             self._signature_columns = ["samples"]
         else:
-            strict=args.strict_data,
             super()._set_signature_columns_if_needed()
 
     @property
     def dropped_samples(self) -> dict[str, int]:
-        if args.dataloader_num_workers == 0:
-            logger.info("Images are decoded in the training process (`dataloader_num_workers=0`); set "
-                        "`dataloader_num_workers` (e.g. 4 per GPU) to decode them in parallel with the steps.")
         """Dropped samples by reason, summed over the packed splits."""
         totals: dict[str, int] = {}
         for summary in self.packing_summary.values():
@@ -164,16 +174,6 @@ class InfiMedSFTTrainer(SFTTrainer):
                 totals[reason] = totals.get(reason, 0) + n
         return totals
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        stats = inputs.pop(PACKING_STATS_KEY, None)
-        if stats is not None:
-            mode = "train" if self.model.training else "eval"
-            # Per-step figures: real tokens / token slots of the rows' budget, images and samples per row.
-            slots = stats.get("budget_slots") or stats["slots"]
-            self._metrics[mode]["packing_efficiency"].append(stats["real_tokens"] / max(slots, 1))
-            self._metrics[mode]["images_per_row"].append(stats["images"] / max(stats["rows"], 1))
-            self._metrics[mode]["samples_per_row"].append(stats["samples"] / max(stats["rows"], 1))
-        counted_before = self._total_train_tokens
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)
         self._gather_skips()  # every rank calls `train`, so every rank joins the gather
@@ -200,8 +200,8 @@ class InfiMedSFTTrainer(SFTTrainer):
             logger.warning("Skipped %d sample(s) during training (%s): %s; %d so far on this rank.", len(names),
                            reason, ", ".join(names[:EXAMPLES_PER_REASON]), self._skip_counts[reason])
 
-        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        if stats is not None and self.model.training:
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stats = inputs.pop(PACKING_STATS_KEY, None)
         if stats is not None and stats.get("skipped") and self.model.training:
             self._count_skips(stats["skipped"])
         if stats is not None and stats["samples"] == 0:
@@ -211,6 +211,16 @@ class InfiMedSFTTrainer(SFTTrainer):
             outputs = model(**inputs)
             loss = outputs.logits.float().sum() * 0.0
             return (loss, outputs) if return_outputs else loss
+        if stats is not None:
+            mode = "train" if self.model.training else "eval"
+            # Per-step figures: real tokens / token slots of the rows' budget, images and samples per row.
+            slots = stats.get("budget_slots") or stats["slots"]
+            self._metrics[mode]["packing_efficiency"].append(stats["real_tokens"] / max(slots, 1))
+            self._metrics[mode]["images_per_row"].append(stats["images"] / max(stats["rows"], 1))
+            self._metrics[mode]["samples_per_row"].append(stats["samples"] / max(stats["rows"], 1))
+        counted_before = self._total_train_tokens
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if stats is not None and self.model.training:
             # TRL counts `position_ids.size(1)` tokens per rank (one flattened row); packed batches know their real
             # token count, which also holds for (B, S) rows and M-RoPE's (4, B, S) positions.
             device = inputs["input_ids"].device
