@@ -95,6 +95,11 @@ class DatasetSpec:
     allow_shortfall: bool = field(
         default=False, metadata={"help": "Take every row when asked for more than the source holds (reported)."}
     )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the source as a stream (`datasets` IterableDataset): packed on the fly from a buffer "
+                          "(`packing_buffer_size`), no length known, so the stage sets `max_steps` (docs/streaming.md)."},
+    )
     name: str | None = field(default=None, metadata={"help": "Label in reports; defaults to the path or id."})
     where: dict[str, Any] | None = field(
         default=None,
@@ -108,6 +113,11 @@ class DatasetSpec:
         if len(amounts) > 1:
             raise ValueError(f"Dataset {self.label!r}: give one of `weight`, `count`, `token_weight` or `tokens`, "
                              f"not {' and '.join(f'`{k}`' for k in amounts)}.")
+        if self.streaming and (self.count is not None or self.tokens is not None or self.token_weight is not None
+                               or self.allow_repeat or self.allow_shortfall):
+            raise ValueError(f"Dataset {self.label!r} streams (`streaming: true`): a stream has no length, so it can "
+                             "only be mixed by `weight` (sampling probabilities); drop `count`, `tokens`, "
+                             "`token_weight`, `allow_repeat` and `allow_shortfall`, or set `streaming: false`.")
         if self.allow_repeat and self.allow_shortfall:
             raise ValueError(f"Dataset {self.label!r}: `allow_repeat` and `allow_shortfall` exclude each other.")
 
@@ -182,6 +192,15 @@ class StageSpec:
             raise ValueError(f"unknown type {self.type!r}; choose from {sorted(STAGE_TYPES)}.")
         if not self.datasets:
             raise ValueError("no `datasets`: list the sources of the stage's data.")
+        streamed = [d.label for d in self.datasets if d.streaming]
+        if streamed and self.type != "sft":
+            raise ValueError(f"dataset(s) {streamed} stream, but only `sft` stages read streams; drop `streaming`.")
+        if streamed and len(streamed) < len(self.datasets):
+            raise ValueError(f"dataset(s) {streamed} stream and the others do not; a stage's sources are mixed into "
+                             "one stream, so set `streaming: true` on all of them or on none.")
+        if any(d.streaming for d in self.eval_datasets):
+            raise ValueError("`eval_datasets` cannot stream (evaluation packs its held-out rows once); drop "
+                             "`streaming` there.")
         bad = sorted(set(self.trainable) - set(MODULE_GROUPS))
         if bad or not self.trainable:
             raise ValueError(f"`trainable` must list some of {list(MODULE_GROUPS)}, got {self.trainable}.")
@@ -276,7 +295,15 @@ def recipe_from_dict(data: Mapping) -> Recipe:
     data["stages"] = [_stage_from_dict(raw, i) for i, raw in enumerate(stages)]
     recipe = config_from_dict(Recipe, data, "recipe")
     for stage in recipe.stages:  # build each trainer config once now: its own checks run before any stage trains
-        trainer_config(stage, recipe, STAGE_TYPES[stage.type], os.path.join(recipe.output_dir, stage.name))
+        args = trainer_config(stage, recipe, STAGE_TYPES[stage.type], os.path.join(recipe.output_dir, stage.name))
+        if stage.datasets[0].streaming and args.max_steps <= 0:
+            raise ConfigError(f"stage {stage.name!r}: its sources stream, and a stream has no length to count epochs "
+                              "in; set `max_steps` (optimizer steps; each takes `per_device_train_batch_size` x "
+                              "`gradient_accumulation_steps` packed rows per process).")
+        if stage.datasets[0].streaming and args.dataloader_num_workers > 0:
+            raise ConfigError(f"stage {stage.name!r}: streamed sources are packed in the main process, so its "
+                              f"position can be saved; set `dataloader_num_workers: 0` (got "
+                              f"{args.dataloader_num_workers}).")
     return recipe
 
 

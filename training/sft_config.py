@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from .streaming import DEFAULT_BUFFER_SIZE
+
 __all__ = ["InfiMedSFTConfig"]
 
 
@@ -24,6 +26,9 @@ class InfiMedSFTConfig(SFTConfig):
         packing_seed (`int` or `None`, *optional*, defaults to `None`):
             Seed of the packing tie-breaks and row order; `None` uses `seed`. Same seed, same rows, also after
             `--resume`.
+        packing_buffer_size (`int`, *optional*, defaults to `1000`):
+            Streamed sources only (`streaming: true`): samples buffered for best-fit packing. Larger fills rows
+            better and costs memory (token ids only) and a longer first fill; see docs/streaming.md.
         strict_data (`bool`, *optional*, defaults to `False`):
             Raise on the first bad sample (missing/corrupt image, placeholder/image mismatch, empty assistant turn,
             longer than `max_length`) instead of skipping it and counting it by reason.
@@ -39,6 +44,10 @@ class InfiMedSFTConfig(SFTConfig):
     packing_seed: int | None = field(
         default=None, metadata={"help": "Seed of packing tie-breaks and row order; None uses `seed`."}
     )
+    packing_buffer_size: int = field(
+        default=DEFAULT_BUFFER_SIZE,
+        metadata={"help": "Streamed sources: samples buffered for best-fit packing (docs/streaming.md)."},
+    )
     strict_data: bool = field(
         default=False,
         metadata={"help": "Raise on the first bad sample instead of skipping and counting it by reason."},
@@ -50,5 +59,7 @@ class InfiMedSFTConfig(SFTConfig):
             raise ValueError(
                 f"`max_images_per_row` must be a positive integer or None, got {self.max_images_per_row}."
             )
+        if self.packing_buffer_size < 1:
+            raise ValueError(f"`packing_buffer_size` must be a positive integer, got {self.packing_buffer_size}.")
         if self.packing and self.max_length is None:
             raise ValueError("Packing needs a token budget: set `max_length` (tokens per packed row).")

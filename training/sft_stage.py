@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .sft_config import InfiMedSFTConfig
 from .sft_trainer import InfiMedSFTTrainer
+from .stage_data import load_stage_stream
 from .stages import StageType, load_stage_datasets
+from .streaming import StreamingPackedDataset
 
 __all__ = ["SFT_STAGE"]
 
@@ -19,8 +21,11 @@ def _config_defaults(stage) -> dict:
 
 
 def _datasets(stage, recipe, processor, args):
-    # The processor counts each row's tokens (text + images x visual tokens): mixing by tokens, and the report.
-    train_dataset, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name, processor)
+    if stage.datasets[0].streaming:  # all or none stream (StageSpec); the trainer packs the stream on the fly
+        train_dataset, mix_report = load_stage_stream(stage.datasets, recipe.seed, stage.name)
+    else:
+        # The processor counts each row's tokens (text + images x visual tokens): mixing by tokens, and the report.
+        train_dataset, mix_report = load_stage_datasets(stage.datasets, recipe.seed, stage.name, processor)
     eval_dataset = None
     if stage.eval_datasets:
         eval_dataset = load_stage_datasets(stage.eval_datasets, recipe.seed, stage.name, processor)[0]
@@ -29,7 +34,10 @@ def _datasets(stage, recipe, processor, args):
 
 def _summarise(trainer, args) -> dict:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    packing = trainer.packing_summary.get("train", {})
+    streamed = isinstance(trainer.train_dataset, StreamingPackedDataset)
+    # A stream's figures cover what was read: the rows trained plus the few the loader read ahead.
+    packing = trainer.train_dataset.summary() if streamed else trainer.packing_summary.get("train", {})
+    dropped = packing["dropped"]["by_reason"] if streamed else trainer.dropped_samples
     return {
         "final_loss": losses[-1] if losses else None,
         "packing_efficiency": packing.get("packing_efficiency"),
@@ -37,7 +45,8 @@ def _summarise(trainer, args) -> dict:
         "samples_per_row": packing.get("samples_per_row"),
         "rows": packing.get("rows"),
         "samples": packing.get("samples"),
-        "dropped": trainer.dropped_samples,
+        "dropped": dropped,
+        "streaming": streamed,
         "dropped_examples": packing.get("dropped", {}).get("examples", {}),
         # Samples the collator skipped while training (an image that would not decode), summed over ranks.
         "skipped_in_training": trainer.skipped_in_training,

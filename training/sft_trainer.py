@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 
+import datasets
 import torch
 from accelerate.utils import gather_object
 from trl import SFTTrainer
@@ -31,6 +32,7 @@ from .packed_dataset import build_packed_dataset
 from .packing import PackingBudget
 from .samples import EXAMPLES_PER_REASON, SampleEncoder
 from .sft_config import InfiMedSFTConfig
+from .streaming import StreamingPackedDataset, StreamStateCallback
 from .trl_compat import hidden_from_trl_init
 
 __all__ = ["InfiMedSFTTrainer", "find_rope_index_fn"]
@@ -125,7 +127,15 @@ class InfiMedSFTTrainer(SFTTrainer):
             logger.info("Packed %s split: %s", name, self.packing_summary[name])
             return packed
 
-        self.train_dataset = pack(train_dataset, "train")
+        if isinstance(train_dataset, datasets.IterableDataset):
+            # A streamed source (`streaming: true`): packed on the fly from a buffer; its position is saved in each
+            # checkpoint and restored by the callback, so the Trainer must not skip batches too (docs/streaming.md).
+            self.train_dataset = StreamingPackedDataset(train_dataset, encoder, budget, seed=seed,
+                                                        buffer_size=args.packing_buffer_size, strict=args.strict_data)
+            self.add_callback(StreamStateCallback(self.train_dataset))
+            args.ignore_data_skip = True
+        else:
+            self.train_dataset = pack(train_dataset, "train")
         if isinstance(eval_dataset, dict):
             self.eval_dataset = {k: pack(v, f"eval_{k}") for k, v in eval_dataset.items()}
         elif eval_dataset is not None:

@@ -17,6 +17,7 @@ from infimed.data.mixing import MixSource, mix_sources
 __all__ = [
     "EmptyDataError",
     "load_stage_datasets",
+    "load_stage_stream",
     "require_samples",
     "sample_token_lengths",
     "visual_tokens_per_image",
@@ -38,14 +39,19 @@ class EmptyDataError(InfiMedError, ValueError):
 
 def _load_one(spec):
     if spec.hub_id is not None:
-        return load_hub(spec.hub_id, spec.config, spec.split)
-    return load_local(spec.path, spec.split)
+        return load_hub(spec.hub_id, spec.config, spec.split, streaming=spec.streaming)
+    return load_local(spec.path, spec.split, streaming=spec.streaming)
 
 
 def _training_columns(dataset):
     """Keep the columns training reads; images stay undecoded so mixing never decodes (or chokes on) them."""
     dataset = dataset.select_columns([c for c in _TRAINING_COLUMNS if c in dataset.column_names])
-    if "images" not in dataset.column_names:
+    if "images" not in dataset.column_names and not hasattr(dataset, "__len__"):  # a stream: no length to fill
+        import datasets  # heavy: see `load_stage_stream`
+
+        features = datasets.Features({**dataset.features, "images": datasets.List(datasets.Image(decode=False))})
+        dataset = dataset.map(lambda _: {"images": []}, features=features)
+    elif "images" not in dataset.column_names:
         dataset = dataset.add_column("images", [[] for _ in range(len(dataset))])
     return as_image_list(dataset, "images")
 
@@ -153,3 +159,42 @@ def load_stage_datasets(specs, seed: int, stage_name: str | None = None, process
         raise ConfigError(f"{where}{err}") from err
     report["visual_tokens_per_image"] = image_tokens
     return mixed, report
+
+
+def load_stage_stream(specs, seed: int, stage_name: str | None = None):
+    """The stage's streamed sources as one `datasets.IterableDataset`, and its mixing report.
+
+    One source streams as it is; several are interleaved (`datasets.interleave_datasets`) with probabilities from
+    their `weight` (equal when unset), and a pass ends when the first source runs out (`first_exhausted`), so no
+    source is repeated. A stream has no length: it cannot be mixed by count or tokens (`DatasetSpec` refuses
+    those) and `where` filters it on the fly.
+    """
+    import datasets  # heavy: imported when a stage actually loads data
+
+    streams = []
+    for spec in specs:
+        stream = _load_one(spec)
+        if stream.features is None:  # e.g. JSON lines: the first example tells the columns
+            stream = stream._resolve_features()
+        if spec.where:
+            missing = sorted(set(spec.where) - set(stream.column_names))
+            if missing:
+                raise ValueError(f"Dataset {spec.label!r}: `where` names column(s) {missing} it does not have "
+                                 f"(columns: {stream.column_names}).")
+            wanted = {col: set(v) if isinstance(v, (list, tuple)) else {v} for col, v in spec.where.items()}
+            stream = stream.filter(lambda ex: all(ex[c] in values for c, values in wanted.items()))
+        stream = _training_columns(stream)
+        if streams and stream.features != streams[0].features:
+            stream = stream.cast(streams[0].features)
+        streams.append(stream)
+    labels = [spec.label for spec in specs]
+    if len(streams) == 1:
+        return streams[0], {"streaming": True, "sources": [{"name": labels[0], "probability": 1.0}]}
+    weights = [1.0 if spec.weight is None else spec.weight for spec in specs]
+    probabilities = [w / sum(weights) for w in weights]
+    mixed = datasets.interleave_datasets(streams, probabilities=probabilities, seed=seed,
+                                         stopping_strategy="first_exhausted")
+    where = f"Stage {stage_name!r}: " if stage_name else ""
+    logger.info("%sstreaming %s with probabilities %s", where, labels, [round(p, 4) for p in probabilities])
+    return mixed, {"streaming": True, "stopping_strategy": "first_exhausted",
+                   "sources": [{"name": n, "probability": round(p, 6)} for n, p in zip(labels, probabilities)]}

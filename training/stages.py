@@ -38,6 +38,7 @@ from .checkpoints import (
 from .distributed import main_process_first
 from .image_tokens import set_num_image_tokens, set_pixel_bounds
 from .modules import set_trainable
+from .streaming import StreamingPackedDataset
 from .stage_data import (
     EmptyDataError,
     load_stage_datasets,
@@ -263,7 +264,8 @@ def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir:
                                        processing_class=processor, peft_config=peft_config)
     # Drops made while the trainer prepares the data (the SFT packer's), or those the stage type counted before.
     dropped = getattr(trainer, "dropped_samples", None) or data_summary.get("dropped") or {}
-    require_samples(stage.name, len(train_dataset), len(trainer.train_dataset), dropped)
+    if not isinstance(trainer.train_dataset, StreamingPackedDataset):  # a stream counts its samples as it reads
+        require_samples(stage.name, len(train_dataset), len(trainer.train_dataset), dropped)
     if peft_config is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         raise ConfigError(
             f"Stage {stage.name!r}: `lora` is not supported under FSDP or DeepSpeed (the adapters would be merged into "
