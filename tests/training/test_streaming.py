@@ -7,6 +7,7 @@ from collections import Counter
 
 import datasets
 import numpy as np
+import torch
 import pytest
 
 from infimed.core.datasets import load_table
@@ -115,3 +116,85 @@ def test_state_dict_resumes_the_same_rows(shards, cut):
     resumed.load_state_dict(state)
     assert _rows(resumed) == full[cut:]
     assert resumed.summary() == uninterrupted.summary()  # drops and figures carried in the state
+
+
+def _stage(data_dir, **overrides):
+    # A constant learning rate: a step trained on other rows after the resume would change the final weights.
+    stage = dict(name="sft", type="sft", datasets=[{"path": data_dir, "split": "train", "streaming": True}],
+                 num_image_tokens=NUM_IMAGE_TOKENS, max_length=MAX_LENGTH, max_steps=6, learning_rate=5e-3,
+                 warmup_steps=0.0, lr_scheduler_type="constant", per_device_train_batch_size=1,
+                 packing_buffer_size=12, gradient_checkpointing=False, logging_steps=1, save_steps=2,
+                 save_total_limit=3, report_to=[])
+    return {**stage, **overrides}
+
+
+def _run(stage, output_dir):
+    return run_recipe(recipe_from_dict({"model": "tiny", "output_dir": str(output_dir), "seed": 3,
+                                        "stages": [stage]}))["stages"]["sft"]
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """The stream positions of every batch a training step computes its loss on, in order."""
+    from infimed.training.collator import PACKING_STATS_KEY
+    from infimed.training.sft_trainer import InfiMedSFTTrainer
+
+    batches = []
+    compute_loss = InfiMedSFTTrainer.compute_loss
+
+    def record(self, model, inputs, *args, **kwargs):
+        batches.append(inputs[PACKING_STATS_KEY]["source_indices"])
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(InfiMedSFTTrainer, "compute_loss", record)
+    return batches
+
+
+def test_streamed_stage_runs_and_reports(shards, tmp_path, trained):
+    summary = _run(_stage(shards, max_steps=14), tmp_path / "run")
+    assert summary["steps"] == 14 and summary["streaming"] is True
+    assert summary["mixing"]["sources"] == [{"name": shards, "probability": 1.0}]
+    assert summary["rows"] >= 14 and summary["samples"] > summary["rows"]  # several samples per packed row
+    assert {"empty_assistant", "image_mismatch", "too_long"} <= set(summary["dropped"])
+    # 14 rows outlast one pass (~12 rows of 56 samples): the corrupt image (sample s0) reached the collator
+    assert summary["skipped_in_training"]["by_reason"]["bad_image"] >= 1
+    assert "s0" in summary["skipped_in_training"]["examples"]["bad_image"]
+    assert len(trained) == 14 and all(0 not in batch for batch in trained)  # the skipped s0 never trains
+    assert (tmp_path / "run" / "sft" / "checkpoint-14" / STREAM_STATE_FILE).exists()
+
+
+def test_kill_and_resume_trains_the_same_rows(shards, tmp_path, trained):
+    from safetensors.torch import load_file
+
+    reference = tmp_path / "reference"
+    _run(_stage(shards), reference)
+    uninterrupted = list(trained)
+    assert len(uninterrupted) == 6
+    weights = load_file(str(reference / "sft" / "model.safetensors"))
+    # A kill after step 4's checkpoint: the later checkpoint and the stage's outputs never got written.
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    shutil.rmtree(run / "sft" / "checkpoint-6")
+    for name in ("sft/stage_summary.json", "sft/model.safetensors", "recipe_summary.json"):
+        (run / name).unlink()
+    trained.clear()
+    recipe = recipe_from_dict({"model": "tiny", "output_dir": str(run), "seed": 3, "stages": [_stage(shards)]})
+    summary = run_recipe(recipe, resume=True)["stages"]["sft"]
+    assert summary["resumed_from"].endswith("checkpoint-4")
+    assert trained == uninterrupted[4:]  # steps 5 and 6: the same rows as the uninterrupted run
+    resumed = load_file(str(run / "sft" / "model.safetensors"))
+    assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+
+
+def test_recipe_validation_names_the_problem(shards):
+    def load(**overrides):
+        return recipe_from_dict({"model": "tiny", "stages": [_stage(shards, **overrides)]})
+
+    with pytest.raises(ValueError, match="set `max_steps`"):
+        load(max_steps=-1)
+    with pytest.raises(ValueError, match=r"only be mixed by `weight`"):
+        load(datasets=[{"path": shards, "streaming": True, "tokens": 1000}])
+    with pytest.raises(ValueError, match="on all of them or on none"):
+        load(datasets=[{"path": shards, "streaming": True}, {"path": shards}])
+    with pytest.raises(ValueError, match="dataloader_num_workers: 0"):
+        load(dataloader_num_workers=2)
