@@ -2,13 +2,18 @@
 an exact resume of the stream (alone and through `infimed train --resume`), and drops counted in the summary."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 import pytest
+import torch
+import yaml
 
 from infimed.core.datasets import load_table
 from infimed.testing import tiny_processor
@@ -198,3 +203,61 @@ def test_recipe_validation_names_the_problem(shards):
         load(datasets=[{"path": shards, "streaming": True}, {"path": shards}])
     with pytest.raises(ValueError, match="dataloader_num_workers: 0"):
         load(dataloader_num_workers=2)
+
+
+def _worker(recipe_path: str, log_dir: str, *flags: str) -> int:
+    """`infimed train` in one process of a launch, with the samples of each step it trains in LOG_DIR/rank<k>.json."""
+    from infimed.cli import main
+    from infimed.training.collator import PACKING_STATS_KEY
+    from infimed.training.sft_trainer import InfiMedSFTTrainer
+
+    batches, compute_loss = [], InfiMedSFTTrainer.compute_loss
+
+    def record(self, model, inputs, *args, **kwargs):
+        batches.append(inputs[PACKING_STATS_KEY]["source_indices"])
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    InfiMedSFTTrainer.compute_loss = record
+    code = main(["train", recipe_path, *flags])
+    Path(log_dir, f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(batches))
+    return code
+
+
+def _torchrun(recipe_path: Path, log_dir: Path, *flags: str) -> list[list[list[int]]]:
+    """Run the recipe under `torchrun` with 2 CPU processes (gloo); the samples each rank trained, step by step."""
+    from tests.training.test_distributed_train import ROOT, _free_port
+
+    log_dir.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), __file__, str(recipe_path), str(log_dir), *flags]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-6000:]
+    return [json.loads((log_dir / f"rank{k}.json").read_text()) for k in range(2)]
+
+
+def test_two_processes_train_each_sample_once_and_resume(shards, tmp_path, trained):
+    # The reference: one process, 2 rows per step. Two processes take 1 row each per step from the one stream.
+    _run(_stage(shards, max_steps=4, per_device_train_batch_size=2), tmp_path / "one")
+    one = [sorted(step) for step in trained]
+    recipe = {"model": "tiny", "output_dir": str(tmp_path / "two"), "seed": 3,
+              "stages": [_stage(shards, max_steps=4, save_steps=2, use_cpu=True)]}
+    recipe_path = tmp_path / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    ranks = _torchrun(recipe_path, tmp_path / "log")
+    assert len(ranks[0]) == len(ranks[1]) == 4
+    assert [sorted(a + b) for a, b in zip(*ranks)] == one  # each step trains the one-process step's samples
+    everything = [i for rank in ranks for step in rank for i in step]
+    assert len(everything) == len(set(everything))  # no sample trained twice, on any rank
+
+    # A kill after checkpoint-2, then --resume under the launcher: both ranks train the same steps 3 and 4.
+    shutil.rmtree(tmp_path / "two" / "sft" / "checkpoint-4")
+    for name in ("sft/stage_summary.json", "recipe_summary.json"):
+        (tmp_path / "two" / name).unlink()
+    resumed = _torchrun(recipe_path, tmp_path / "resume-log", "--resume")
+    assert resumed == [rank[2:] for rank in ranks]
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(*sys.argv[1:]))
