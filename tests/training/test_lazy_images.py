@@ -209,3 +209,26 @@ def test_encoding_is_cached_across_processes_and_keyed_by_the_settings(tmp_path)
     assert calls == 0 and again == first
     other, calls = encode(128)  # another max_length is another fingerprint: encoded again
     assert calls == 6 and other["cache"] != first["cache"]
+
+
+def test_dataset_num_proc_reaches_the_encoding_and_gives_the_same_samples(processor, tmp_path, monkeypatch):
+    from tests.training.test_sft import _args
+
+    from infimed.training import sft_trainer
+
+    seen = []
+    build = sft_trainer.build_packed_dataset
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["num_proc"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(sft_trainer, "build_packed_dataset", recording)
+    dataset = make_vqa_dataset(8, seed=3)
+    trainer = sft_trainer.InfiMedSFTTrainer(model=_model(), args=_args(tmp_path, dataset_num_proc=2),
+                                            train_dataset=dataset, processing_class=processor)
+    assert seen == [2] and trainer.packing_summary["train"]["samples"] == 8
+    encoder = SampleEncoder(processor=processor, max_length=256, image_token_id=processor.image_token_id)
+    one, _ = encode_dataset(dataset, encoder)
+    two, _ = encode_dataset(dataset, encoder, num_proc=2)  # the encoder is pickled into the worker processes
+    assert one.to_dict() == two.to_dict()
