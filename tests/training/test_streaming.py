@@ -123,6 +123,29 @@ def test_state_dict_resumes_the_same_rows(shards, cut):
     assert resumed.summary() == uninterrupted.summary()  # drops and figures carried in the state
 
 
+def test_weighted_streams_interleave_and_resume(tmp_path, monkeypatch):
+    from infimed.training.recipe import DatasetSpec
+    from infimed.training.stage_data import load_stage_stream
+
+    # datasets waits 5 s whenever an interleaved parquet stream's reader threads stop (an arrow workaround)
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    a = write_shards(make_vqa_dataset(24, seed=1), tmp_path / "a", shards=2)
+    b = write_shards(make_vqa_dataset(24, seed=2).map(lambda ex: {"id": "b" + ex["id"]}), tmp_path / "b", shards=2)
+    specs = [DatasetSpec(path=a, streaming=True, weight=3.0), DatasetSpec(path=b, streaming=True, weight=1.0)]
+    stream, report = load_stage_stream(specs, seed=0, stage_name="mix")
+    assert [s["probability"] for s in report["sources"]] == [0.75, 0.25]
+    ids = [ex["id"] for ex in stream]
+    assert len(ids) == len(set(ids))  # `first_exhausted`: no source repeated
+    assert 0.6 < sum(not i.startswith("b") for i in ids) / len(ids) < 0.9
+    budget, encoder = PackingBudget(MAX_LENGTH), _encoder()
+    full = _rows(StreamingPackedDataset(stream, encoder, budget, buffer_size=10, seed=1))
+    first = StreamingPackedDataset(stream, encoder, budget, buffer_size=10, seed=1)
+    _rows(first, limit=3)
+    resumed = StreamingPackedDataset(load_stage_stream(specs, seed=0)[0], encoder, budget, buffer_size=10, seed=1)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert _rows(resumed) == full[3:]  # the interleaving's generator state is part of the stream state
+
+
 def _stage(data_dir, **overrides):
     # A constant learning rate: a step trained on other rows after the resume would change the final weights.
     stage = dict(name="sft", type="sft", datasets=[{"path": data_dir, "split": "train", "streaming": True}],
