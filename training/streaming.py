@@ -125,11 +125,12 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
             self._epoch = epoch
 
     # -- figures --------------------------------------------------------------------------------------------------
-    def summary(self) -> dict:
-        """Rows and packing figures of what was read so far, and the dropped samples by reason (`PackedDataset`'s
-        keys)."""
-        counts = self._state["counts"]
-        rows, samples = self._state["rows"], counts["samples"]
+    def summary(self, rows: int | None = None) -> dict:
+        """Rows and packing figures, and the dropped samples by reason (`PackedDataset.summary`'s keys): up to row
+        `rows` when its state is still kept (e.g. the rows training consumed), else of everything read so far."""
+        state = self._history.get(rows, self._state) if rows is not None else self._state
+        counts = state["counts"]
+        rows, samples = state["rows"], counts["samples"]
         slots = rows * self.budget.max_tokens
         report = DropReport(total=counts["total"], kept=counts["kept"], counts=dict(counts["dropped"]),
                             examples={k: list(v) for k, v in counts["examples"].items()})
@@ -245,7 +246,8 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
     def _pack(self, buffer: dict[int, dict], all_rows: bool) -> list[list[int]]:
         """Best fit over the buffer; the fuller half of the rows (all at the stream's end), in the packer's order."""
         positions = sorted(buffer)
-        seed = hash((self.seed, self._state["epoch"], self._state["packs"])) % 2**32  # ints hash the same everywhere
+        # One seed per pack, a pure function of (seed, pass, pack number): a replay packs the same rows.
+        seed = ((self.seed * 1_000_003 + self._state["epoch"]) * 1_000_003 + self._state["packs"]) % 2**32
         self._state["packs"] += 1
         packing = pack_best_fit_decreasing([buffer[p]["length"] for p in positions],
                                            [buffer[p]["num_images"] for p in positions], self.budget, seed=seed)
