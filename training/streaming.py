@@ -89,7 +89,8 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
         self._epoch = 0
         self._resume: dict | None = None
         self._state = self._fresh_state(0)
-        self._history: OrderedDict[int, dict] = OrderedDict()  # rows yielded in total -> state after that row
+        # rows yielded in total -> the state after that row, as JSON (compact: ~6 bytes per buffered sample)
+        self._history: OrderedDict[int, str] = OrderedDict()
 
     # -- state ----------------------------------------------------------------------------------------------------
     @staticmethod
@@ -109,7 +110,7 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
         self._resume = copy.deepcopy(state)
         self._state = copy.deepcopy(state)
         self._epoch = state["epoch"]
-        self._history = OrderedDict([(state["rows"], copy.deepcopy(state))])
+        self._history = OrderedDict([(state["rows"], json.dumps(state))])
 
     def state_after(self, rows: int) -> dict:
         """The state after `rows` rows were yielded in total (all passes), e.g. those a checkpoint's steps trained."""
@@ -117,7 +118,7 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
             known = f"{min(self._history)}..{max(self._history)}" if self._history else "none"
             raise ValueError(f"No stream state after row {rows} (kept: rows {known}); the loader read more than "
                              f"{_HISTORY} rows ahead of training.")
-        return copy.deepcopy(self._history[rows])
+        return json.loads(self._history[rows])
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the Trainer's loader before each pass; the pass number seeds the packer."""
@@ -128,7 +129,7 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
     def summary(self, rows: int | None = None) -> dict:
         """Rows and packing figures, and the dropped samples by reason (`PackedDataset.summary`'s keys): up to row
         `rows` when its state is still kept (e.g. the rows training consumed), else of everything read so far."""
-        state = self._history.get(rows, self._state) if rows is not None else self._state
+        state = json.loads(self._history[rows]) if rows in self._history else self._state
         counts = state["counts"]
         rows, samples = state["rows"], counts["samples"]
         slots = rows * self.budget.max_tokens
@@ -269,7 +270,7 @@ class StreamingPackedDataset(torch.utils.data.IterableDataset):
         anchor = min(buffer) if buffer else seq
         state.update(stream=before[anchor] if buffer else after_last, anchor=anchor, read=seq,
                      buffered=sorted(buffer), pending=[list(row) for row in pending])
-        self._history[state["rows"]] = copy.deepcopy(state)
+        self._history[state["rows"]] = json.dumps(state)
         while len(self._history) > _HISTORY:
             self._history.popitem(last=False)
 
