@@ -10,7 +10,7 @@ from .sft_config import InfiMedSFTConfig
 from .sft_trainer import InfiMedSFTTrainer
 from .stage_data import load_stage_stream
 from .stages import StageType, load_stage_datasets
-from .streaming import StreamingPackedDataset, StreamStateCallback
+from .streaming import StreamingPackedDataset, trained_summary
 
 __all__ = ["SFT_STAGE"]
 
@@ -35,9 +35,10 @@ def _datasets(stage, recipe, processor, args):
 def _summarise(trainer, args) -> dict:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     streamed = isinstance(trainer.train_dataset, StreamingPackedDataset)
-    # A stream's figures: the rows the steps trained (not those the loader read ahead), on every process together.
-    trained_rows = trainer.state.global_step * StreamStateCallback.rows_per_step(args)
-    packing = trainer.train_dataset.summary(trained_rows) if streamed else trainer.packing_summary.get("train", {})
+    if streamed:  # the rows the steps trained, on every process together
+        packing = trained_summary(trainer.train_dataset, args, trainer.state.global_step)
+    else:
+        packing = trainer.packing_summary.get("train", {})
     dropped = packing["dropped"]["by_reason"] if streamed else trainer.dropped_samples
     return {
         "final_loss": losses[-1] if losses else None,

@@ -38,7 +38,8 @@ from .packing import PackingBudget, pack_best_fit_decreasing
 from .samples import DropReport
 from .stage_data import EmptyDataError
 
-__all__ = ["DEFAULT_BUFFER_SIZE", "STREAM_STATE_FILE", "StreamStateCallback", "StreamingPackedDataset"]
+__all__ = ["DEFAULT_BUFFER_SIZE", "STREAM_STATE_FILE", "StreamStateCallback", "StreamingPackedDataset",
+           "trained_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -336,3 +337,14 @@ class StreamStateCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self._save(args, state, control)
+
+
+def trained_summary(dataset: StreamingPackedDataset, args, global_step: int) -> dict:
+    """`dataset.summary` at the rows `global_step` steps trained (not those the loader read ahead), on every process
+    together. A stage resumed at its last step trains none: its figures come from that checkpoint's saved state."""
+    rows = global_step * StreamStateCallback.rows_per_step(args)
+    saved = os.path.join(args.output_dir, f"checkpoint-{global_step}", STREAM_STATE_FILE)
+    if rows not in dataset._history and os.path.exists(saved):
+        with open(saved) as f:
+            dataset.load_state_dict(json.load(f))
+    return dataset.summary(rows)

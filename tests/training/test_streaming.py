@@ -20,6 +20,7 @@ from infimed.testing import tiny_processor
 from infimed.training.packing import PackingBudget, pack_best_fit_decreasing
 from infimed.training.recipe import recipe_from_dict, run_recipe
 from infimed.training.samples import SampleEncoder
+from infimed.training.stage_data import EmptyDataError
 from infimed.training.streaming import STREAM_STATE_FILE, StreamingPackedDataset
 from tests.training.test_sft import NUM_IMAGE_TOKENS, make_vqa_dataset
 
@@ -123,6 +124,24 @@ def test_state_dict_resumes_the_same_rows(shards, cut):
     assert resumed.summary() == uninterrupted.summary()  # drops and figures carried in the state
 
 
+def test_drops_are_counted_raised_when_strict_and_an_empty_stream_says_why():
+    class Drops(_LengthEncoder):  # rows of length 0 stand for samples the encoder drops
+        def __call__(self, example):
+            return {**super().__call__(example), "drop_reason": "" if example["length"] else "empty_assistant"}
+
+    rows = datasets.Dataset.from_dict({"id": ["a", "b", "c", "d"], "length": [5, 0, 7, 0], "num_images": [0] * 4})
+    stream = rows.to_iterable_dataset()
+    packed = StreamingPackedDataset(stream, Drops(), PackingBudget(16), buffer_size=2)
+    assert sorted(s["sample_id"] for row in packed for s in row["samples"]) == ["a", "c"]
+    assert packed.summary()["dropped"] == {"total": 4, "kept": 2, "dropped": 2, "by_reason": {"empty_assistant": 2},
+                                           "examples": {"empty_assistant": ["b", "d"]}}
+    with pytest.raises(ValueError, match="Sample 'b' .*empty_assistant"):
+        list(StreamingPackedDataset(stream, Drops(), PackingBudget(16), strict=True))
+    empty = rows.filter(lambda ex: ex["length"] == 0).to_iterable_dataset()
+    with pytest.raises(EmptyDataError, match="2 read, all dropped .*empty_assistant: 2"):
+        list(StreamingPackedDataset(empty, Drops(), PackingBudget(16)))
+
+
 def test_weighted_streams_interleave_and_resume(tmp_path, monkeypatch):
     from infimed.training.recipe import DatasetSpec
     from infimed.training.stage_data import load_stage_stream
@@ -195,7 +214,7 @@ def test_kill_and_resume_trains_the_same_rows(shards, tmp_path, trained):
     from safetensors.torch import load_file
 
     reference = tmp_path / "reference"
-    _run(_stage(shards), reference)
+    expected = _run(_stage(shards), reference)
     uninterrupted = list(trained)
     assert len(uninterrupted) == 6
     weights = load_file(str(reference / "sft" / "model.safetensors"))
@@ -212,6 +231,15 @@ def test_kill_and_resume_trains_the_same_rows(shards, tmp_path, trained):
     assert trained == uninterrupted[4:]  # steps 5 and 6: the same rows as the uninterrupted run
     resumed = load_file(str(run / "sft" / "model.safetensors"))
     assert all(torch.equal(weights[k], resumed[k]) for k in weights)
+    figures = ("rows", "samples", "packing_efficiency", "dropped")
+    assert {k: summary[k] for k in figures} == {k: expected[k] for k in figures}  # counts restored with the stream
+
+    # Cut after the last checkpoint: nothing left to train, the figures come from checkpoint-6's stream state.
+    (run / "sft" / "stage_summary.json").unlink()
+    trained.clear()
+    summary = run_recipe(recipe, resume=True)["stages"]["sft"]
+    assert summary["resumed_from"].endswith("checkpoint-6") and trained == []
+    assert {k: summary[k] for k in figures} == {k: expected[k] for k in figures}
 
 
 def test_recipe_validation_names_the_problem(shards):
