@@ -47,6 +47,8 @@ class PlaceholderImageProcessor:
         self.sized = sized
 
     def __getattr__(self, name):
+        if name == "image_processor":  # not set yet (e.g. while unpickling): no recursion through this method
+            raise AttributeError(name)
         return getattr(self.image_processor, name)
 
     def fetch_images(self, images):

@@ -26,8 +26,8 @@ from infimed.processing.image_io import load_image
 
 from .image_placeholders import image_stand_in, stand_in_for
 
-__all__ = ["DROP_REASONS", "ENCODER_VERSION", "EXAMPLES_PER_REASON", "DropReport", "SampleEncoder", "count_placeholders",
-           "encode_dataset"]
+__all__ = ["DROP_REASONS", "ENCODER_VERSION", "EXAMPLES_PER_REASON", "DropReport", "SampleEncoder",
+           "count_placeholders", "encode_dataset"]
 
 logger = logging.getLogger(__name__)
 

@@ -10,15 +10,16 @@ import textwrap
 import datasets
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from infimed.core.composition import _tiny_qwen_processor
+from infimed.testing import tiny_processor
 from infimed.training import samples as samples_module
+from infimed.training import sft_trainer
 from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from infimed.training.recipe import recipe_from_dict, run_recipe
 from infimed.training.samples import SampleEncoder, encode_dataset
-from tests.training.test_sft import FEATURES, NUM_IMAGE_TOKENS, _model, make_vqa_dataset
+from tests.training.test_sft import FEATURES, NUM_IMAGE_TOKENS, _args, _model, make_vqa_dataset
 
 PROMPT = [{"type": "text", "text": "What is shown?"}]
 
@@ -42,8 +43,6 @@ def _undecoded(dataset):
 
 @pytest.fixture(scope="module")
 def processor():
-    from infimed.testing import tiny_processor
-
     return tiny_processor(num_image_tokens=NUM_IMAGE_TOKENS)
 
 
@@ -124,11 +123,7 @@ def test_collator_skips_a_sample_whose_image_will_not_decode_and_keeps_its_row(p
 
 
 def test_a_batch_with_every_sample_bad_is_a_zero_loss_step(processor, tmp_path):
-    from tests.training.test_sft import _args
-
-    from infimed.training.sft_trainer import InfiMedSFTTrainer
-
-    trainer = InfiMedSFTTrainer(model=_model(), args=_args(tmp_path), train_dataset=make_vqa_dataset(4),
+    trainer = sft_trainer.InfiMedSFTTrainer(model=_model(), args=_args(tmp_path), train_dataset=make_vqa_dataset(4),
                                 processing_class=processor)
     cut = {"bytes": _png(32, 32)[:60], "path": None}
     batch = trainer.data_collator([[_sample([5, 6, 7], cut, "x")]])
@@ -212,10 +207,6 @@ def test_encoding_is_cached_across_processes_and_keyed_by_the_settings(tmp_path)
 
 
 def test_dataset_num_proc_reaches_the_encoding_and_gives_the_same_samples(processor, tmp_path, monkeypatch):
-    from tests.training.test_sft import _args
-
-    from infimed.training import sft_trainer
-
     seen = []
     build = sft_trainer.build_packed_dataset
 
