@@ -31,6 +31,12 @@ Precision and kernels, per stage:
 A kernel that is not installed fails when the recipe loads, naming the stage. Packed rows carry `position_ids` and
 no attention mask, so flash attention takes its varlen path and flex attention a block mask (docs/packing.md).
 
+Streamed sources (docs/streaming.md): read as they train, packed from a buffer, resumed exactly:
+
+        datasets: [{path: data/shards, streaming: true, weight: 5}, {hub_id: org/vqa, streaming: true, weight: 1}]
+        max_steps: 20000            # required: a stream has no length
+        packing_buffer_size: 1000   # samples buffered for best fit
+
 A stage is one mapping: the `StageSpec` keys (data, model and hand-over) and the fields of its type's trainer config,
 over the defaults of `infimed.training.stages.STAGE_TRAINER_DEFAULTS`. Every stage is validated when the recipe is
 loaded: an unknown key or a value of the wrong type fails there, naming the stage and the key.
