@@ -163,6 +163,8 @@ def test_weighted_streams_interleave_and_resume(tmp_path, monkeypatch):
     resumed = StreamingPackedDataset(load_stage_stream(specs, seed=0)[0], encoder, budget, buffer_size=10, seed=1)
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     assert _rows(resumed) == full[3:]  # the interleaving's generator state is part of the stream state
+    selected, _ = load_stage_stream([DatasetSpec(path=a, streaming=True, where={"id": ["s1", "s5"]})], seed=0)
+    assert [ex["id"] for ex in selected] == ["s1", "s5"]  # `where` filters the stream as it is read
 
 
 def _stage(data_dir, **overrides):
