@@ -103,8 +103,9 @@ class DatasetSpec:
     )
     streaming: bool = field(
         default=False,
-        metadata={"help": "Read the source as a stream (`datasets` IterableDataset): packed on the fly from a buffer "
-                          "(`packing_buffer_size`), no length known, so the stage sets `max_steps` (docs/streaming.md)."},
+        metadata={"help": "Read the source as a stream (`datasets` IterableDataset), packed on the fly from a "
+                          "buffer (`packing_buffer_size`); it has no length, so the stage sets `max_steps` "
+                          "(docs/streaming.md)."},
     )
     name: str | None = field(default=None, metadata={"help": "Label in reports; defaults to the path or id."})
     where: dict[str, Any] | None = field(
