@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -35,54 +34,15 @@ import sys
 import threading
 import time
 
+from synthetic_vqa import packer_figures, synthetic_dataset
+
+from infimed.training import packed_dataset
+from infimed.training.packing import pack_plain_best_fit_decreasing
+
 __all__ = ["main"]
 
 # bf16 dense matmul peak measured on the project's H100 80GB (docs/gpu-baseline.md), in TFLOP/s.
 H100_MEASURED_PEAK_TFLOPS = 798.0
-_WORDS = ("lesion", "opacity", "nodule", "effusion", "normal", "left", "right", "upper", "lower", "zone", "margin",
-          "small", "large", "bright", "dark", "round", "irregular", "no", "acute", "finding")
-
-
-def _synthetic_dataset(n: int, seed: int, image_size: int):
-    """Chat samples with the length mix of medical VQA: mostly short answers, some long reports, 1-4 images."""
-    import datasets
-    import numpy as np
-    from PIL import Image
-
-    rng = random.Random(seed)
-    nprng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        kind = rng.choices(["yes_no", "multiple_choice", "open", "report"], weights=[35, 30, 20, 15])[0]
-        # Most medical VQA items show one image; multi-image studies are the minority (1-4 images).
-        k = rng.choices([1, 2, 3, 4], weights=[70, 15, 10, 5])[0]
-        question = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 16))) + "?"
-        if kind == "yes_no":
-            answer = rng.choice(["yes", "no"])
-        elif kind == "multiple_choice":
-            question += "\nOptions:\nA. left\nB. right\nC. both\nD. neither"
-            answer = rng.choice("ABCD")
-        elif kind == "open":
-            answer = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 6)))
-        else:
-            # caption / radiology-report length: 80-250 words (MIMIC-CXR-like findings + impression)
-            answer = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(80, 250))) + "."
-        images = [Image.fromarray((nprng.random((image_size, image_size, 3)) * 255).astype("uint8")) for _ in range(k)]
-        rows.append({
-            "id": f"bench-{i}",
-            "images": images,
-            "messages": [
-                {"role": "user", "content": [{"type": "image", "text": None}] * k + [{"type": "text", "text": question}]},
-                {"role": "assistant", "content": [{"type": "text", "text": answer}]},
-            ],
-        })
-    features = datasets.Features({
-        "id": datasets.Value("string"),
-        "images": datasets.List(datasets.Image()),
-        "messages": [{"role": datasets.Value("string"),
-                      "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
-    })
-    return datasets.Dataset.from_list(rows, features=features)
 
 
 class _PeakRSS:
@@ -251,20 +211,6 @@ def _interleaved(trainers: dict, warmup: int, cuda: bool, timed_steps: int | Non
     } for name, st in state.items()}
 
 
-def _packing_by_row_length(lengths: list[int], num_images: list[int], row_lengths, seed: int) -> dict:
-    """The packer's efficiency on this pool at other row lengths, next to the bound of any packer (all rows full but
-    the last): a row whose room is below the shortest sample stays partly empty whatever the algorithm."""
-    from infimed.training.packing import PackingBudget, pack_best_fit_decreasing
-
-    figures = {}
-    for row_length in row_lengths:
-        fits = [n for n in lengths if n <= row_length]
-        packed = pack_best_fit_decreasing(lengths, num_images, PackingBudget(row_length), seed)
-        bound = sum(fits) / (math.ceil(sum(fits) / row_length) * row_length)
-        figures[str(row_length)] = {"efficiency": round(packed.efficiency, 4), "bound": round(bound, 4)}
-    return figures
-
-
 def _padded_pool(lengths: list[int], batch_size: int, max_length: int, seed: int) -> dict:
     """Padding efficiency of the whole pool in random batches (the padded trainer's sampler is random too): each
     batch is padded to its longest sample, capped at `max_length` (the padded path truncates there)."""
@@ -318,6 +264,9 @@ def _parse(argv):
                         help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in docs/gpu-baseline.md.")
     parser.add_argument("--attn", default="sdpa", help="Attention implementation (sdpa, eager, flex_attention).")
     parser.add_argument("--memory-steps", type=int, default=4, help="CPU: steps of each fresh-process memory probe.")
+    parser.add_argument("--packer", choices=["subset", "plain"], default="subset",
+                        help="The trainer's packer: `subset` (training/packing.py's) or `plain` best-fit-decreasing, "
+                             "to compare what the fuller rows cost per slot.")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -334,6 +283,8 @@ def _setup(opts) -> dict:
     from infimed.training.stages import sample_token_lengths
 
     cuda = opts.device == "cuda"
+    if opts.packer == "plain":  # the trainer packs through `build_packed_dataset`, which imported the packer by name
+        packed_dataset.pack_best_fit_decreasing = pack_plain_best_fit_decreasing
     if cuda and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch sees no CUDA device.")
     set_seed(opts.seed)
@@ -354,14 +305,14 @@ def _setup(opts) -> dict:
         model.config._attn_implementation = opts.attn
         return model.to("cuda" if cuda else "cpu")
 
-    dataset = _synthetic_dataset(opts.num_samples, opts.seed, image_size)
+    dataset = synthetic_dataset(opts.num_samples, opts.seed, image_size)
     # Each sample's tokens from its text and image count (as `infimed train` counts them for mixing), images undecoded
     undecoded = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
     lengths = sample_token_lengths(undecoded, processor, num_image_tokens)
     pool = _padded_pool(lengths, opts.batch_size, max_length, opts.seed)
     pool["shortest_sample"] = min(lengths)
-    pool["by_row_length"] = _packing_by_row_length(lengths, [len(x) for x in undecoded["images"]],
-                                                   sorted({max_length, 1024, 2048, 8192}), opts.seed)
+    pool["packer"] = packer_figures(lengths, [len(x) for x in undecoded["images"]],
+                                    sorted({max_length, 1024, 2048, 8192}), opts.seed)
     if opts.rows is None:
         opts.rows = max(1, round(pool["slots_per_batch"] / max_length))
     common = dict(learning_rate=1e-4, num_train_epochs=1, logging_steps=1, report_to=[], save_strategy="no",
@@ -432,16 +383,17 @@ def main(argv: list[str] | None = None) -> dict:
         "dtype": str(dtype).replace("torch.", ""),
         "attn_implementation": opts.attn,
         "num_samples": opts.num_samples,
+        "packer": opts.packer,
         "num_image_tokens": num_image_tokens,
         "max_length": max_length,
         "padded_batch_size": opts.batch_size,
         "packed_rows_per_step": opts.rows,
         # real tokens / (rows x max_length) over the whole pool: the packer's fill of its budget, as the trainer logs
         "packing_efficiency": round(trainer.packing_summary["train"]["packing_efficiency"], 4),
-        # the same packer at other row lengths, with the bound of any packer (rows left with less room than the
-        # shortest sample cannot be filled)
+        # the packer at other row lengths next to plain best-fit-decreasing and the bound of any packer (rows left
+        # with less room than the shortest sample cannot be filled), and its run time on 2,000 and 100,000 samples
         "shortest_sample_tokens": env["pool"]["shortest_sample"],
-        "packing_efficiency_by_row_length": env["pool"]["by_row_length"],
+        **env["pool"]["packer"],
         # real tokens / (batch x longest sample) over the whole pool in random batches of `padded_batch_size`
         "padded_efficiency": round(env["pool"]["efficiency"], 4),
         # time per processed token slot (padding included), packed over padded, on the timed steps; 1.0: packing
