@@ -11,8 +11,9 @@ How it answers a `/v1/chat/completions` request:
   images re-encoded as PNG data URLs; pixels survive that, bytes need not) index the demo data it was given. An
   unknown sample gets HTTP 404, which the synthesis counts as `teacher_error`.
 - It writes a short trace from the sample's gold answer (the finding the demo renderer drew): the `general` style
-  states the finding and concludes; the `reflective` style adds a re-examination step ("Wait, let me check the image
-  again ... confirmed"). Both use the `<think>...</think><answer>...</answer>` layout.
+  states the finding ("<think>Seen: medium, so B.</think><answer>B</answer>"); the `reflective` style adds a
+  re-examination step ("Seen: present. Wait, check: present."). Both use the `<think>...</think><answer>...</answer>`
+  layout, in traces of 20-40 tokens that a ~1M-parameter model can learn in a demo's minutes.
 - Like a real teacher it makes mistakes, drawn from a generator seeded by the request (question, images, style and
   the client's `seed`, i.e. the candidate index), so reruns give the same candidates: a share of `wrong_answer`
   traces (a consistent trace that ends on another answer), `broken_format` traces (an unclosed `<think>`, no
@@ -87,12 +88,15 @@ def _key(question: str, options, digests: list[str]) -> str:
 
 
 def _finding(kind: str, answer: str, options: tuple[str, ...]) -> str:
+    """The finding a trace states: short, because the demo model reads and writes about two characters a token."""
     if kind == QuestionKind.YES_NO:
-        return "the finding asked about is present" if answer == "yes" else "the finding asked about is absent"
+        return "present" if answer == "yes" else "absent"
     if kind == QuestionKind.MULTIPLE_CHOICE and options:
         index = ord(answer.upper()) - ord("A")
         if 0 <= index < len(options):
-            return f"{options[index].lower()} (option {answer.upper()})"
+            # the option's text first, then its letter: a trace that opened on the letter taught the demo model to
+            # write one letter for every question (measured: "Seen: C, ..." on 60 of 60 held-out items)
+            return f"{options[index].lower()}, so {answer.upper()}"
     return answer
 
 
@@ -112,8 +116,9 @@ def write_trace(known: TeacherAnswer, style: str, rng: random.Random, error_rate
 
     >>> rates = {"wrong_answer": 0.0, "broken_format": 0.0, "no_reflection": 0.0}
     >>> write_trace(TeacherAnswer("yes_no", "yes"), "reflective", random.Random(0), rates)[0]
-    '<think>Looking at the image: the finding asked about is present. Wait, let me check the image again: the \
-finding asked about is present, confirmed.</think><answer>yes</answer>'
+    '<think>Seen: present. Wait, check: present.</think><answer>yes</answer>'
+    >>> write_trace(TeacherAnswer("multiple_choice", "B", ("Small", "Large")), "general", random.Random(0), rates)[0]
+    '<think>Seen: large, so B.</think><answer>B</answer>'
     """
     draw = rng.random()
     flaw = "none"
@@ -125,11 +130,11 @@ finding asked about is present, confirmed.</think><answer>yes</answer>'
     elif style == "reflective" and draw < sum(error_rates.values()):
         flaw = "no_reflection"
     finding = _finding(known.kind, answer, known.options)
-    think = f"Looking at the image: {finding}."
+    # Traces of ~20-40 tokens: the tiny demo model learns this layout in a few hundred steps; the paper's teacher
+    # writes hundreds of tokens. "Wait, check" is the re-examination step `cot_prompts.reflection_step` looks for.
+    think = f"Seen: {finding}."
     if style == "reflective" and flaw != "no_reflection":
-        think += f" Wait, let me check the image again: {finding}, confirmed."
-    else:
-        think += f" So the answer is {answer}."
+        think += f" Wait, check: {finding}."
     if flaw == "broken_format":
         return rng.choice([
             f"<think>{think}<answer>{answer}</answer>",  # the think block is never closed
