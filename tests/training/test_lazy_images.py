@@ -3,6 +3,7 @@ summary counts) samples whose image will not decode; the encoding is cached acro
 
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from infimed.training import sft_trainer
 from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from infimed.training.recipe import recipe_from_dict, run_recipe
 from infimed.training.samples import SampleEncoder, encode_dataset
+from tests.training.test_distributed_train import _torchrun
 from tests.training.test_sft import FEATURES, NUM_IMAGE_TOKENS, _args, _model, make_vqa_dataset
 
 PROMPT = [{"type": "text", "text": "What is shown?"}]
@@ -223,3 +225,27 @@ def test_dataset_num_proc_reaches_the_encoding_and_gives_the_same_samples(proces
     one, _ = encode_dataset(dataset, encoder)
     two, _ = encode_dataset(dataset, encoder, num_proc=2)  # the encoder is pickled into the worker processes
     assert one.to_dict() == two.to_dict()
+
+
+_GATHER_ON_TWO_RANKS = textwrap.dedent("""
+    import json, os, types
+    from accelerate import PartialState
+    from infimed.training.sft_trainer import InfiMedSFTTrainer
+
+    state = PartialState(cpu=True)  # gloo
+    rank = state.process_index
+    trainer = types.SimpleNamespace(_skip_counts={"bad_image": rank + 1}, _skip_examples={"bad_image": [f"r{rank}"]})
+    InfiMedSFTTrainer._gather_skips(trainer)
+    print("RESULT", rank, json.dumps(trainer.skipped_in_training))
+""")
+
+
+def test_skips_are_summed_over_ranks(tmp_path):
+    script = tmp_path / "gather.py"
+    script.write_text(_GATHER_ON_TWO_RANKS)
+    out = subprocess.run([sys.executable, "-m", *_torchrun(), str(script)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    results = [line.split(" ", 2) for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    assert out.returncode == 0 and len(results) == 2, out.stderr[-2000:]
+    for _, _, result in results:  # every rank holds the sum: 1 skip on rank 0 + 2 on rank 1
+        assert json.loads(result) == {"by_reason": {"bad_image": 3}, "examples": {"bad_image": ["r0", "r1"]}}
