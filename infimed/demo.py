@@ -42,7 +42,7 @@ from infimed.core.tasks import QuestionKind
 from infimed.data.demo_questions import build_prompt
 from infimed.data.demo_render import write_demo_dicom
 from infimed.data.demo_teacher import DemoTeacher
-from infimed.demo_report import write_summary
+from infimed.demo_report import RL_EVAL_PREFIX, write_summary
 from infimed.hub.checks import check_model_folder
 from infimed.training.recipe import load_recipe
 
@@ -158,7 +158,7 @@ class Demo:
             args.append("--resume")
         self.cli(*args)
         for name in self.rl_stage_names():
-            self.evaluate(self.rl_dir / name, name, answer_format=True)
+            self.evaluate(self.rl_dir / name, RL_EVAL_PREFIX + name, answer_format=True)
 
     def card(self) -> None:
         final = self.train_dir / self.stage_names()[-1]

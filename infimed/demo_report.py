@@ -12,7 +12,7 @@ from pathlib import Path
 
 from infimed.core.tasks import CHOICE_KINDS, RECORD_KINDS, SCORED_KINDS, QuestionKind
 
-__all__ = ["GOAL_MARGINS", "RL_FORMAT_GOAL", "RL_NOT_WORSE_KINDS", "goals_for", "rl_goals_for", "rl_summary",
+__all__ = ["GOAL_MARGINS", "RL_EVAL_PREFIX", "RL_FORMAT_GOAL", "RL_NOT_WORSE_KINDS", "goals_for", "rl_goals_for", "rl_summary",
            "write_summary"]
 
 # The demo data's kinds that get an accuracy (captions have no string-matchable answer).
@@ -24,6 +24,9 @@ GOAL_MARGINS: dict[str, float] = {**{kind: 0.20 for kind in CHOICE_KINDS}, Quest
 # does not lower held-out accuracy on the closed kinds (it is trained on those).
 RL_FORMAT_GOAL = 0.9
 RL_NOT_WORSE_KINDS = tuple(CHOICE_KINDS)
+# Held-out results of an RL-chain stage live in OUTPUT/eval/rl-<stage>/ (and its table row is `rl-<stage>`), apart
+# from the Foundation stages': a folder from an older demo whose Foundation recipe had a `grpo` stage is never reused.
+RL_EVAL_PREFIX = "rl-"
 
 
 def goals_for(final: dict[str, float], chance: dict[str, float]) -> dict[str, bool]:
@@ -59,7 +62,7 @@ def _format_compliance(metrics: dict) -> float | None:
 
 def rl_summary(out: Path, rl_train_dir: Path, sft_label: str = "cot-sft", grpo_label: str = "grpo") -> dict:
     """The `rl` entry of results.json from OUTPUT/eval/<label>/results.json and the RL recipe's summary."""
-    sft, grpo = _demo_metrics(out, sft_label), _demo_metrics(out, grpo_label)
+    sft, grpo = _demo_metrics(out, RL_EVAL_PREFIX + sft_label), _demo_metrics(out, RL_EVAL_PREFIX + grpo_label)
 
     def accuracy(metrics: dict) -> dict[str, float]:
         return {k: v["accuracy"] for k, v in metrics.get("by_kind", {}).items() if k in KINDS}
@@ -169,11 +172,12 @@ def write_summary(out: Path, labels: list[str], train_dir: Path, seconds: dict, 
     rl_labels = list(rl_labels or [])
     rl_info = _stage_summaries(rl_train_dir) if rl_train_dir is not None else {}
     per_stage, chance = {}, {}
-    for label in [*labels, *rl_labels]:
+    for label in [*labels, *(RL_EVAL_PREFIX + name for name in rl_labels)]:
         metrics = _demo_metrics(out, label)
         by_kind = metrics.get("by_kind", {})
         chance.update({k: v for k, v in metrics.get("chance", {}).items() if k in KINDS})
-        info = (rl_info if label in rl_labels else stage_info).get(label, {})
+        is_rl = label.startswith(RL_EVAL_PREFIX) and label[len(RL_EVAL_PREFIX):] in rl_labels
+        info = rl_info.get(label[len(RL_EVAL_PREFIX):], {}) if is_rl else stage_info.get(label, {})
         per_stage[label] = {
             "seconds": info.get("seconds"),
             "packing_efficiency": info.get("packing_efficiency"),

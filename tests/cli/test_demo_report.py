@@ -66,8 +66,8 @@ def _rl_eval_results(out, label, accuracy, compliance):
 
 def _rl_summary(tmp_path, before, after, compliance=0.95):
     _eval_results(tmp_path, "sft-3", {"yes_no": 0.8, "multiple_choice": 0.6, "open": 0.4})
-    _rl_eval_results(tmp_path, "cot-sft", before, compliance)
-    _rl_eval_results(tmp_path, "grpo", after, compliance)
+    _rl_eval_results(tmp_path, "rl-cot-sft", before, compliance)
+    _rl_eval_results(tmp_path, "rl-grpo", after, compliance)
     return write_summary(tmp_path, ["sft-3"], tmp_path / "train", {}, rl_labels=["cot-sft", "grpo"],
                          rl_train_dir=tmp_path / "train-rl")
 
@@ -81,7 +81,8 @@ def test_the_rl_entry_holds_the_chain_figures(tmp_path):
     assert rl["format_compliance_after_cot_sft"] == pytest.approx(0.95)
     assert "reward_curve" in rl and "reward_per_step" in rl
     assert results["goals_met"] is True  # open may drop: GRPO trains the closed kinds only
-    assert "| cot-sft |" in (tmp_path / "summary.md").read_text()
+    assert "| rl-cot-sft |" in (tmp_path / "summary.md").read_text()
+    assert results["accuracy"] == {"yes_no": 0.8, "multiple_choice": 0.6, "open": 0.4}  # still the Foundation model's
 
 
 @pytest.mark.parametrize("kind", ["yes_no", "multiple_choice"])
