@@ -25,6 +25,7 @@ from typing import Any
 
 import infimed
 from infimed.core.config import ConfigError, config_from_dict
+from infimed.modeling import SDPA_VARLEN
 
 from .checkpoints import (
     CheckpointWriteError,
@@ -143,18 +144,20 @@ def trainer_config(stage, recipe, stage_type: StageType, output_dir: str):
 
 
 def attention_problem(attn_implementation: str | None) -> str | None:
-    """Why `attn_implementation` cannot be used in this environment (unknown, or its kernel is not installed)."""
+    """Why `attn_implementation` cannot be used in this environment (unknown, or its kernel is not installed).
+
+    `sdpa_varlen` is InfiMed's own (modeling_infimed/sdpa_varlen.py): sdpa per packed sample, no dense mask."""
     from transformers.utils import (is_flash_attn_2_available, is_flash_attn_3_available,
                                     is_torch_flex_attn_available)
 
     installed = {"flash_attention_2": (is_flash_attn_2_available, "pip install flash-attn (CUDA only)"),
                  "flash_attention_3": (is_flash_attn_3_available, "install flash-attn 3 from its hopper/ folder"),
                  "flex_attention": (is_torch_flex_attn_available, "upgrade torch to 2.5 or newer")}
-    if attn_implementation is None or attn_implementation in ("sdpa", "eager"):
+    if attn_implementation is None or attn_implementation in ("sdpa", "eager", SDPA_VARLEN):
         return None
     if attn_implementation not in installed:
         return (f"unknown `attn_implementation` {attn_implementation!r}; choose from "
-                f"{sorted(['sdpa', 'eager', *installed])}.")
+                f"{sorted(['sdpa', 'eager', SDPA_VARLEN, *installed])}.")
     available, how = installed[attn_implementation]
     if not available():
         return (f"`attn_implementation: {attn_implementation}` needs a kernel that is not installed here ({how}); "

@@ -2,18 +2,22 @@
 
 Packed rows carry `position_ids` that restart per sample and no `attention_mask`. A varlen kernel (flash attention)
 then gets no mask at all and splits the row where the positions restart; flex attention gets a sparse block mask;
-sdpa and eager get a dense block-diagonal mask built from the positions (docs/packing.md).
+sdpa and eager get a dense block-diagonal mask built from the positions; InfiMed's `sdpa_varlen` gets no mask and runs
+sdpa on each sample (docs/packing.md).
 """
 
 import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
+from transformers import masking_utils
 from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 from transformers.utils import is_flash_attn_2_available
 
 from infimed.core.composition import init_checkpoint
 from infimed.core.config import ConfigError
+from infimed.modeling import SDPA_VARLEN
+from infimed.modeling.sdpa_varlen import sample_starts
 from infimed.testing import tiny_model
 from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from infimed.training.recipe import STAGE_TYPES, recipe_from_dict
@@ -163,3 +167,74 @@ def test_packed_forward_with_flex_from_the_recipe_equals_each_sample_alone(check
         pytest.skip(f"torch inductor could not compile flex attention on this CPU: {str(err).splitlines()[0]}")
     assert any(isinstance(m, BlockMask) for m in masks)  # a sparse block mask, never a dense (S, S) tensor
     assert not any(isinstance(m, torch.Tensor) and m.dim() == 4 for m in masks)
+
+
+def _logits_and_grads(model, batch):
+    model.zero_grad()
+    out = model(**batch)
+    out.loss.backward()
+    return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_sdpa_varlen_from_the_recipe_equals_dense_mask_sdpa_on_packed_rows(checkpoint, packed):
+    """Forward logits and every gradient equal sdpa's with the dense block mask, and each sample alone."""
+    varlen, _, _ = load_stage_model(checkpoint, *_stage_and_recipe(attn_implementation=SDPA_VARLEN))
+    dense, _, _ = load_stage_model(checkpoint, *_stage_and_recipe(attn_implementation="sdpa"))
+    assert varlen.config.text_config._attn_implementation == SDPA_VARLEN
+    batch, alone = packed
+    _matches_each_sample_alone(varlen.eval(), batch, alone)
+    logits, grads = _logits_and_grads(varlen, batch)
+    dense_logits, dense_grads = _logits_and_grads(dense, batch)
+    torch.testing.assert_close(logits, dense_logits, atol=1e-5, rtol=0)
+    assert grads.keys() == dense_grads.keys() and grads
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, dense_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_sdpa_varlen_builds_no_dense_mask_for_packed_rows(packed, monkeypatch):
+    """The packed forward never calls transformers' sdpa mask builder, and sdpa runs once per sample per layer."""
+    from modeling_infimed import sdpa_varlen
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a dense sdpa mask was built for a packed row")
+
+    calls = []
+
+    def counting(module, query, *args, **kwargs):
+        calls.append(query.shape[2])
+        return sdpa_attention_forward(module, query, *args, **kwargs)
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    monkeypatch.setattr(sdpa_varlen, "sdpa_mask", fail)
+    monkeypatch.setattr(masking_utils, "sdpa_mask", fail)
+    monkeypatch.setattr(sdpa_varlen, "sdpa_attention_forward", counting)
+    batch, _ = packed
+    model = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation=SDPA_VARLEN)
+    with torch.no_grad():
+        model(**batch)
+    layers = model.config.text_config.num_hidden_layers
+    samples = [b - a for a, b in zip(sample_starts(batch["position_ids"])[0],
+                                     [*sample_starts(batch["position_ids"])[0][1:], batch["input_ids"].shape[1]])]
+    assert len(samples) >= 4  # the four samples (and the padding tail, if any) each attend alone
+    text_calls = [n for n in calls if n > 0][-layers * len(samples):]
+    assert text_calls == samples * layers
+
+
+def test_sdpa_varlen_falls_back_to_the_dense_mask_with_padding():
+    """A padded batch (attention_mask with zeros) keeps sdpa's mask: same logits as plain sdpa."""
+    varlen = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation=SDPA_VARLEN)
+    plain = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation="sdpa")
+    input_ids = torch.randint(5, 200, (2, 12))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :4] = 0
+    with torch.no_grad():
+        got = varlen(input_ids=input_ids, attention_mask=attention_mask).logits
+        want = plain(input_ids=input_ids, attention_mask=attention_mask).logits
+    torch.testing.assert_close(got[attention_mask.bool()], want[attention_mask.bool()], atol=1e-5, rtol=0)
+
+
+def test_sample_starts_splits_where_positions_restart():
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 1], [0, 1, 2, 3, 4, 5, 6, 7]])
+    assert sample_starts(positions) == [[0, 3, 5, 6], [0]]
+    assert sample_starts(positions[None].expand(4, -1, -1)) == [[0, 3, 5, 6], [0]]  # M-RoPE (4, B, S)
