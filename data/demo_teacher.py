@@ -11,7 +11,7 @@ How it answers a `/v1/chat/completions` request:
   images re-encoded as PNG data URLs; pixels survive that, bytes need not) index the demo data it was given. An
   unknown sample gets HTTP 404, which the synthesis counts as `teacher_error`.
 - It writes a short trace from the sample's gold answer (the finding the demo renderer drew): the `general` style
-  states the finding ("<think>Seen: medium, so B.</think><answer>B</answer>"); the `reflective` style adds a
+  states the finding ("<think>Seen: medium.</think><answer>B</answer>"); the `reflective` style adds a
   re-examination step ("Seen: present. Wait, check: present."). Both use the `<think>...</think><answer>...</answer>`
   layout, in traces of 20-40 tokens that a ~1M-parameter model can learn in a demo's minutes.
 - Like a real teacher it makes mistakes, drawn from a generator seeded by the request (question, images, style and
@@ -94,9 +94,9 @@ def _finding(kind: str, answer: str, options: tuple[str, ...]) -> str:
     if kind == QuestionKind.MULTIPLE_CHOICE and options:
         index = ord(answer.upper()) - ord("A")
         if 0 <= index < len(options):
-            # the option's text first, then its letter: a trace that opened on the letter taught the demo model to
-            # write one letter for every question (measured: "Seen: C, ..." on 60 of 60 held-out items)
-            return f"{options[index].lower()}, so {answer.upper()}"
+            # the option's text only: a letter inside the trace ("C, medium" or "medium, so C") collapsed to one
+            # letter for every held-out question in the demo model (measured), and GRPO then made the answer follow it
+            return options[index].lower()
     return answer
 
 
@@ -118,7 +118,7 @@ def write_trace(known: TeacherAnswer, style: str, rng: random.Random, error_rate
     >>> write_trace(TeacherAnswer("yes_no", "yes"), "reflective", random.Random(0), rates)[0]
     '<think>Seen: present. Wait, check: present.</think><answer>yes</answer>'
     >>> write_trace(TeacherAnswer("multiple_choice", "B", ("Small", "Large")), "general", random.Random(0), rates)[0]
-    '<think>Seen: large, so B.</think><answer>B</answer>'
+    '<think>Seen: large.</think><answer>B</answer>'
     """
     draw = rng.random()
     flaw = "none"
