@@ -12,6 +12,8 @@ are computed on the whole pool. A packed step holds as many token slots as a pad
 (`--rows`, derived from the pool), so both pay the same per-step costs (optimiser step, kernel launches) and
 `packed_cost_per_slot_ratio`, the packed path's time per processed token slot (padding included) over the padded
 path's, shows only what packing adds per token; the speedup is then the efficiency ratio over that cost ratio.
+The padded path runs `--attn` (sdpa), the packed path `--packed-attn` (default `sdpa_varlen`, sdpa per packed sample
+with no dense block mask, as the packed trainer picks on CPU); the JSON names both.
 
 Prints one JSON object: packing/padding efficiency, the cost-per-slot ratio, useful (non-padding) tokens per second,
 speedup, peak memory per path, the packed-vs-unpacked loss difference on the same samples, the machine's load and
@@ -108,13 +110,15 @@ def _trainer_classes():
     return Clock, PaddedCounting, PackedCounting
 
 
-def _run(trainer_cls, clock_cls, make_model, args, dataset, processor, cuda, warmup):
+def _run(trainer_cls, clock_cls, make_model, args, dataset, processor, cuda, warmup, attn=None):
     import torch
 
     clock = clock_cls()
     prep = time.perf_counter()
     trainer = trainer_cls(model=make_model(), args=args, train_dataset=dataset, processing_class=processor,
                           callbacks=[clock])
+    if attn:  # the packed trainer switches sdpa to sdpa_varlen on CPU by itself; run what was asked for
+        trainer.model.set_attn_implementation(attn)
     prep = time.perf_counter() - prep
     trainer.useful, trainer.slots = [], []
     if cuda:
@@ -262,7 +266,11 @@ def _parse(argv):
                              "samples takes hours; the whole epoch on CUDA).")
     parser.add_argument("--peak-tflops", type=float, default=H100_MEASURED_PEAK_TFLOPS,
                         help="Accelerator peak for MFU (bf16 TFLOP/s); default: the H100 measured in docs/gpu-baseline.md.")
-    parser.add_argument("--attn", default="sdpa", help="Attention implementation (sdpa, eager, flex_attention).")
+    parser.add_argument("--attn", default="sdpa",
+                        help="The padded path's attention implementation (sdpa, eager, flex_attention, ...).")
+    parser.add_argument("--packed-attn", default=None,
+                        help="The packed path's (default: `sdpa_varlen` when --attn is sdpa, which runs sdpa per "
+                             "packed sample without the dense block mask; otherwise --attn).")
     parser.add_argument("--memory-steps", type=int, default=4, help="CPU: steps of each fresh-process memory probe.")
     parser.add_argument("--packer", choices=["subset", "plain"], default="subset",
                         help="The trainer's packer: `subset` (training/packing.py's) or `plain` best-fit-decreasing, "
@@ -277,6 +285,7 @@ def _setup(opts) -> dict:
     import torch
     from transformers import set_seed
 
+    from infimed.modeling import SDPA_VARLEN
     from infimed.modeling.presets import build_model, get_preset
     from infimed.testing import tiny_processor
     from infimed.training.sft_config import InfiMedSFTConfig
@@ -300,9 +309,12 @@ def _setup(opts) -> dict:
     # The tiny tokenizer's ids stand in for the preset's vocabulary; only the image token id must agree.
     overrides = {"num_image_tokens": num_image_tokens, "image_token_id": processor.image_token_id}
 
-    def make_model():
+    if opts.packed_attn is None:
+        opts.packed_attn = SDPA_VARLEN if opts.attn == "sdpa" else opts.attn
+
+    def make_model(attn: str):
         model = build_model(opts.preset, seed=opts.seed, **overrides).to(dtype)
-        model.config._attn_implementation = opts.attn
+        model.set_attn_implementation(attn)
         return model.to("cuda" if cuda else "cpu")
 
     dataset = synthetic_dataset(opts.num_samples, opts.seed, image_size)
@@ -337,8 +349,9 @@ def _memory_probe(argv, path: str, steps: int) -> float:
     clock_cls, padded_cls, packed_cls = _trainer_classes()
     trainer_cls = padded_cls if path == "padded" else packed_cls
     args = _path_args(env, opts, path, max_steps=steps, logging_steps=steps, disable_tqdm=True)
-    return _run(trainer_cls, clock_cls, env["make_model"], args, env["dataset"], env["processor"], env["cuda"], 0)[
-        "peak_memory_mb"]
+    attn = opts.attn if path == "padded" else opts.packed_attn
+    return _run(trainer_cls, clock_cls, lambda: env["make_model"](attn), args, env["dataset"], env["processor"],
+                env["cuda"], 0, attn=attn)["peak_memory_mb"]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -356,9 +369,12 @@ def main(argv: list[str] | None = None) -> dict:
     trainers = {}
     for path, trainer_cls in (("padded", PaddedCounting), ("packed", PackedCounting)):
         prep = time.perf_counter()
-        trainers[path] = trainer_cls(model=make_model(), args=_path_args(env, opts, path, disable_tqdm=True),
+        attn = opts.attn if path == "padded" else opts.packed_attn
+        trainers[path] = trainer_cls(model=make_model(attn), args=_path_args(env, opts, path, disable_tqdm=True),
                                      train_dataset=dataset, processing_class=processor)
         trainers[path].prep_seconds = time.perf_counter() - prep
+        # The packed trainer switches sdpa to sdpa_varlen on CPU by itself; the path runs what was asked for.
+        trainers[path].model.set_attn_implementation(attn)
         trainers[path].useful, trainers[path].slots = [], []
     # CPU: a fixed number of steps (an epoch of the pool takes hours on 2 cores); CUDA: the whole epoch.
     timed_steps = opts.timed_steps if opts.timed_steps is not None else (None if cuda else 20)
@@ -381,7 +397,9 @@ def main(argv: list[str] | None = None) -> dict:
         "preset": opts.preset,
         "device": opts.device,
         "dtype": str(dtype).replace("torch.", ""),
-        "attn_implementation": opts.attn,
+        # the padded path's kernel, and the packed path's (sdpa_varlen: sdpa per sample, no dense block mask)
+        "attn_implementation_padded": trainers["padded"].model.config.text_config._attn_implementation,
+        "attn_implementation_packed": trainer.model.config.text_config._attn_implementation,
         "num_samples": opts.num_samples,
         "packer": opts.packer,
         "num_image_tokens": num_image_tokens,

@@ -14,6 +14,9 @@ collator by `DataCollatorForPackedVisionLanguageModeling`. The loss path is TRL'
 Images are decoded by the collator, in the DataLoader workers (`dataloader_num_workers`). Samples it skips for an
 image that will not decode come back inside the batch; `compute_loss` pops and counts them, and `train()` sums them
 over ranks into `trainer.skipped_in_training` (docs/data-loading.md).
+
+On CPU a model on `sdpa` is switched to `sdpa_varlen` (sdpa per packed sample, no dense block mask; equal outputs),
+which is logged (docs/packing.md).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from accelerate.utils import gather_object
 from trl import SFTTrainer
 
 from infimed.core.datasets import undecoded_images
+from infimed.modeling import SDPA_VARLEN
 
 from .collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from .packed_dataset import build_packed_dataset
@@ -141,6 +145,16 @@ class InfiMedSFTTrainer(SFTTrainer):
         elif eval_dataset is not None:
             self.eval_dataset = pack(eval_dataset, "eval")
         attn = str(getattr(unwrapped.config, "_attn_implementation", None) or "")
+        if (attn == "sdpa" and args.device.type == "cpu" and not args.torch_compile
+                and hasattr(unwrapped, "set_attn_implementation")):
+            # With sdpa a packed row gets a dense (S, S) block mask, so attention costs as for one S-token sequence;
+            # sdpa_varlen runs sdpa per sample instead, with equal outputs (docs/packing.md). On CPU only: on GPU,
+            # flash/flex already avoid the mask, and per-sample sdpa there is not measured.
+            unwrapped.set_attn_implementation(SDPA_VARLEN)
+            attn = SDPA_VARLEN
+            logger.info("Packed rows on CPU: attention switched from sdpa to %s (sdpa per packed sample, no dense "
+                        "block mask; same outputs). `trainer.model.set_attn_implementation('sdpa')` after this returns restores it.",
+                        SDPA_VARLEN)
         self.data_collator = DataCollatorForPackedVisionLanguageModeling(
             image_processor=getattr(self.processing_class, "image_processor", None),
             pad_token_id=self._tokenizer.pad_token_id,

@@ -52,6 +52,7 @@ def test_packing_benchmark_small_run_reports_consistent_figures():
     result = _run("packing.py", "--num-samples", "96", "--timed-steps", "1", "--warmup-steps", "1",
                   "--memory-steps", "1")
     assert result["num_samples"] == 96 and result["packer"] == "subset"
+    assert (result["attn_implementation_padded"], result["attn_implementation_packed"]) == ("sdpa", "sdpa_varlen")
     assert 0 < result["padded_efficiency"] <= result["packing_efficiency"] <= 1
     by_length = result["packing_efficiency_by_row_length"]
     assert by_length[str(result["max_length"])]["efficiency"] == result["packing_efficiency"]

@@ -238,3 +238,22 @@ def test_sample_starts_splits_where_positions_restart():
     positions = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 1], [0, 1, 2, 3, 4, 5, 6, 7]])
     assert sample_starts(positions) == [[0, 3, 5, 6], [0]]
     assert sample_starts(positions[None].expand(4, -1, -1)) == [[0, 3, 5, 6], [0]]  # M-RoPE (4, B, S)
+
+
+def test_packed_trainer_on_cpu_switches_sdpa_to_sdpa_varlen_and_keeps_eager(tmp_path, caplog):
+    from infimed.testing import tiny_processor
+    from infimed.training import InfiMedSFTConfig, InfiMedSFTTrainer
+
+    def trainer(attn):
+        args = InfiMedSFTConfig(output_dir=str(tmp_path / attn), max_length=256, per_device_train_batch_size=2,
+                                report_to=[], use_cpu=True, save_strategy="no", assistant_only_loss=True,
+                                dataloader_num_workers=0, gradient_checkpointing=False)
+        return InfiMedSFTTrainer(model=tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation=attn),
+                                 args=args, train_dataset=make_vqa_dataset(4, seed=1),
+                                 processing_class=tiny_processor(num_image_tokens=NUM_IMAGE_TOKENS))
+
+    with caplog.at_level("INFO", logger="infimed.training.sft_trainer"):
+        switched = trainer("sdpa")
+    assert switched.model.config.text_config._attn_implementation == SDPA_VARLEN
+    assert any(SDPA_VARLEN in record.getMessage() for record in caplog.records)
+    assert trainer("eager").model.config.text_config._attn_implementation == "eager"
