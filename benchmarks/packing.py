@@ -12,8 +12,8 @@ are computed on the whole pool. A packed step holds as many token slots as a pad
 (`--rows`, derived from the pool), so both pay the same per-step costs (optimiser step, kernel launches) and
 `packed_cost_per_slot_ratio`, the packed path's time per processed token slot (padding included) over the padded
 path's, shows only what packing adds per token; the speedup is then the efficiency ratio over that cost ratio.
-The padded path runs `--attn` (sdpa), the packed path `--packed-attn` (default `sdpa_varlen`, sdpa per packed sample
-with no dense block mask, as the packed trainer picks on CPU); the JSON names both.
+The padded path runs `--attn` (sdpa), the packed path `--packed-attn` (default on CPU `sdpa_varlen`, sdpa per packed
+sample with no dense block mask, as the packed trainer picks on CPU; on CUDA `--attn`); the JSON names both.
 
 Prints one JSON object: packing/padding efficiency, the cost-per-slot ratio, useful (non-padding) tokens per second,
 speedup, peak memory per path, the packed-vs-unpacked loss difference on the same samples, the machine's load and
@@ -269,8 +269,8 @@ def _parse(argv):
     parser.add_argument("--attn", default="sdpa",
                         help="The padded path's attention implementation (sdpa, eager, flex_attention, ...).")
     parser.add_argument("--packed-attn", default=None,
-                        help="The packed path's (default: `sdpa_varlen` when --attn is sdpa, which runs sdpa per "
-                             "packed sample without the dense block mask; otherwise --attn).")
+                        help="The packed path's (default on CPU with --attn sdpa: `sdpa_varlen`, sdpa per packed "
+                             "sample without the dense block mask, as the packed trainer picks there; else --attn).")
     parser.add_argument("--memory-steps", type=int, default=4, help="CPU: steps of each fresh-process memory probe.")
     parser.add_argument("--packer", choices=["subset", "plain"], default="subset",
                         help="The trainer's packer: `subset` (training/packing.py's) or `plain` best-fit-decreasing, "
@@ -310,7 +310,7 @@ def _setup(opts) -> dict:
     overrides = {"num_image_tokens": num_image_tokens, "image_token_id": processor.image_token_id}
 
     if opts.packed_attn is None:
-        opts.packed_attn = SDPA_VARLEN if opts.attn == "sdpa" else opts.attn
+        opts.packed_attn = SDPA_VARLEN if opts.attn == "sdpa" and not cuda else opts.attn
 
     def make_model(attn: str):
         model = build_model(opts.preset, seed=opts.seed, **overrides).to(dtype)

@@ -153,8 +153,8 @@ class InfiMedSFTTrainer(SFTTrainer):
             unwrapped.set_attn_implementation(SDPA_VARLEN)
             attn = SDPA_VARLEN
             logger.info("Packed rows on CPU: attention switched from sdpa to %s (sdpa per packed sample, no dense "
-                        "block mask; same outputs). `trainer.model.set_attn_implementation('sdpa')` after this returns restores it.",
-                        SDPA_VARLEN)
+                        "block mask; same outputs). `trainer.model.set_attn_implementation('sdpa')` after the "
+                        "trainer is built restores it.", SDPA_VARLEN)
         self.data_collator = DataCollatorForPackedVisionLanguageModeling(
             image_processor=getattr(self.processing_class, "image_processor", None),
             pad_token_id=self._tokenizer.pad_token_id,
