@@ -10,15 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
-from transformers import masking_utils
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 from transformers.utils import is_flash_attn_2_available
 
 from infimed.core.composition import init_checkpoint
 from infimed.core.config import ConfigError
 from infimed.modeling import SDPA_VARLEN
+from infimed.modeling import sdpa_varlen
 from infimed.modeling.sdpa_varlen import sample_starts
-from infimed.testing import tiny_model
+from infimed.testing import tiny_model, tiny_processor
+from infimed.training import InfiMedSFTConfig, InfiMedSFTTrainer
 from infimed.training.collator import PACKING_STATS_KEY, DataCollatorForPackedVisionLanguageModeling
 from infimed.training.recipe import STAGE_TYPES, recipe_from_dict
 from infimed.training.stages import load_stage_model, trainer_config
@@ -125,8 +127,6 @@ def test_packed_rows_reach_a_varlen_kernel_with_no_mask(packed):
 
 def test_packed_rows_with_sdpa_get_a_dense_block_mask(packed):
     """What the varlen and flex paths avoid: sdpa receives an (B, 1, S, S) mask built from the positions."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     masks = []
 
     def recording(module, query, key, value, attention_mask, **kwargs):
@@ -193,8 +193,6 @@ def test_sdpa_varlen_from_the_recipe_equals_dense_mask_sdpa_on_packed_rows(check
 
 def test_sdpa_varlen_builds_no_dense_mask_for_packed_rows(packed, monkeypatch):
     """The packed forward never calls transformers' sdpa mask builder, and sdpa runs once per sample per layer."""
-    from modeling_infimed import sdpa_varlen
-
     def fail(*args, **kwargs):
         raise AssertionError("a dense sdpa mask was built for a packed row")
 
@@ -204,21 +202,18 @@ def test_sdpa_varlen_builds_no_dense_mask_for_packed_rows(packed, monkeypatch):
         calls.append(query.shape[2])
         return sdpa_attention_forward(module, query, *args, **kwargs)
 
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     monkeypatch.setattr(sdpa_varlen, "sdpa_mask", fail)
-    monkeypatch.setattr(masking_utils, "sdpa_mask", fail)
+    monkeypatch.setitem(AttentionMaskInterface._global_mapping, "sdpa", fail)
     monkeypatch.setattr(sdpa_varlen, "sdpa_attention_forward", counting)
     batch, _ = packed
     model = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation=SDPA_VARLEN)
     with torch.no_grad():
         model(**batch)
+    bounds = [*sample_starts(batch["position_ids"])[0], batch["input_ids"].shape[1]]
+    lengths = [b - a for a, b in zip(bounds, bounds[1:])]
+    assert len(lengths) >= 4  # the four samples (and the padding tail, if any) each attend alone
     layers = model.config.text_config.num_hidden_layers
-    samples = [b - a for a, b in zip(sample_starts(batch["position_ids"])[0],
-                                     [*sample_starts(batch["position_ids"])[0][1:], batch["input_ids"].shape[1]])]
-    assert len(samples) >= 4  # the four samples (and the padding tail, if any) each attend alone
-    text_calls = [n for n in calls if n > 0][-layers * len(samples):]
-    assert text_calls == samples * layers
+    assert calls[-layers * len(lengths):] == lengths * layers  # after the vision tower's calls
 
 
 def test_sdpa_varlen_falls_back_to_the_dense_mask_with_padding():
@@ -241,9 +236,6 @@ def test_sample_starts_splits_where_positions_restart():
 
 
 def test_packed_trainer_on_cpu_switches_sdpa_to_sdpa_varlen_and_keeps_eager(tmp_path, caplog):
-    from infimed.testing import tiny_processor
-    from infimed.training import InfiMedSFTConfig, InfiMedSFTTrainer
-
     def trainer(attn):
         args = InfiMedSFTConfig(output_dir=str(tmp_path / attn), max_length=256, per_device_train_batch_size=2,
                                 report_to=[], use_cpu=True, save_strategy="no", assistant_only_loss=True,
