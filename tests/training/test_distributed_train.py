@@ -31,8 +31,10 @@ from tests.training.test_sft import make_vqa_dataset
 STAGES = ("pretrain", "sft")
 ROOT = Path(__file__).resolve().parents[2]
 # accelerate's multi-process launcher (torchrun underneath) is its MULTI_GPU type; on a machine without GPUs the
-# processes run on CPU with gloo (`accelerate launch --cpu` starts one process). accelerate has no FSDP on CPU (its
-# FSDP state exists only for GPU-like devices), so the FSDP2 test needs two GPUs.
+# processes run on CPU with gloo (`accelerate launch --cpu` starts one process). accelerate has no FSDP on CPU: its
+# state turns to FSDP only from a GPU-like multi-device type, so on CPU (MULTI_CPU) the FSDP config, the recipe's
+# `fsdp`/`fsdp_config` and ACCELERATE_USE_FSDP are all dropped and the model is wrapped in DDP (torch's own
+# `fully_shard` does run on CPU with gloo). The FSDP2 test therefore needs two GPUs.
 ACCELERATE_CPU = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_GPU", "num_machines": 1,
                   "num_processes": 2, "machine_rank": 0, "mixed_precision": "no", "use_cpu": False}
 FSDP2 = {
