@@ -228,7 +228,7 @@ def test_dataset_num_proc_reaches_the_encoding_and_gives_the_same_samples(proces
 
 
 _GATHER_ON_TWO_RANKS = textwrap.dedent("""
-    import json, os, types
+    import json, os, sys, types
     from accelerate import PartialState
     from infimed.training.sft_trainer import InfiMedSFTTrainer
 
@@ -236,16 +236,19 @@ _GATHER_ON_TWO_RANKS = textwrap.dedent("""
     rank = state.process_index
     trainer = types.SimpleNamespace(_skip_counts={"bad_image": rank + 1}, _skip_examples={"bad_image": [f"r{rank}"]})
     InfiMedSFTTrainer._gather_skips(trainer)
-    print("RESULT", rank, json.dumps(trainer.skipped_in_training))
+    # One file per rank: both ranks share stdout, where their lines can interleave.
+    with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as f:
+        json.dump(trainer.skipped_in_training, f)
 """)
 
 
 def test_skips_are_summed_over_ranks(tmp_path):
     script = tmp_path / "gather.py"
     script.write_text(_GATHER_ON_TWO_RANKS)
-    out = subprocess.run([sys.executable, "-m", *_torchrun(), str(script)], capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    results = [line.split(" ", 2) for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    out = subprocess.run([sys.executable, "-m", *_torchrun(), str(script), str(tmp_path)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    results = sorted(tmp_path.glob("rank*.json"))
     assert out.returncode == 0 and len(results) == 2, out.stderr[-2000:]
-    for _, _, result in results:  # every rank holds the sum: 1 skip on rank 0 + 2 on rank 1
-        assert json.loads(result) == {"by_reason": {"bad_image": 3}, "examples": {"bad_image": ["r0", "r1"]}}
+    for result in results:  # every rank holds the sum: 1 skip on rank 0 + 2 on rank 1
+        assert json.loads(result.read_text()) == {"by_reason": {"bad_image": 3},
+                                                  "examples": {"bad_image": ["r0", "r1"]}}
