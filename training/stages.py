@@ -36,7 +36,7 @@ from .checkpoints import (
     stage_train_loss,
     writing_to,
 )
-from .distributed import main_process_first
+from .distributed import main_process_first, require_fsdp_when_asked
 from .image_tokens import set_num_image_tokens, set_pixel_bounds
 from .modules import set_trainable
 from .streaming import StreamingPackedDataset
@@ -247,12 +247,6 @@ def save_stage_output(trainer, processor, output_dir: str) -> None:
         trainer.save_model(output_dir)  # writes the processor (`processing_class`) too
 
 
-
-
-
-
-
-
 def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir: str, resume: bool) -> dict:
     """Train one stage from `init_model`; write a full checkpoint to `output_dir`; return its (JSON-able) summary."""
     from transformers import set_seed
@@ -265,6 +259,7 @@ def run_stage(stage, recipe, stage_type: StageType, init_model: str, output_dir:
     peft_config = lora_config(stage.lora, stage.trainable) if stage.lora is not None else None
     trainer = stage_type.trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                        processing_class=processor, peft_config=peft_config)
+    require_fsdp_when_asked(trainer, stage.name)
     # Drops made while the trainer prepares the data (the SFT packer's), or those the stage type counted before.
     dropped = getattr(trainer, "dropped_samples", None) or data_summary.get("dropped") or {}
     if not isinstance(trainer.train_dataset, StreamingPackedDataset):  # a stream counts its samples as it reads

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import datasets
@@ -23,7 +24,9 @@ import torch
 import yaml
 from PIL import Image
 
+from infimed.core.config import ConfigError
 from infimed.testing import tiny_processor
+from infimed.training.distributed import require_fsdp_when_asked
 from infimed.training.recipe import recipe_from_dict, run_recipe
 from infimed.training.stages import checkpoint_problem
 from tests.training.test_sft import make_vqa_dataset
@@ -225,3 +228,22 @@ def test_resume_knows_fsdp_and_deepspeed_checkpoints(tmp_path, layout, complete)
 
 if __name__ == "__main__":
     sys.exit(_worker(*sys.argv[1:]))
+
+
+@pytest.mark.parametrize("env, fsdp, enabled, raises", [
+    ({"ACCELERATE_USE_FSDP": "true"}, [], False, True),   # an FSDP accelerate config launched on CPU
+    ({}, ["full_shard"], False, True),                     # the stage's `fsdp` key, on CPU
+    ({"ACCELERATE_USE_FSDP": "true"}, [], True, False),    # FSDP really on (GPUs)
+    ({}, [], False, False),                                # DDP or one process, nothing asked
+])
+def test_an_fsdp_launch_that_accelerate_turns_into_ddp_is_an_error(monkeypatch, env, fsdp, enabled, raises):
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    trainer = types.SimpleNamespace(args=types.SimpleNamespace(fsdp=fsdp), is_fsdp_enabled=enabled,
+                                    accelerator=types.SimpleNamespace(distributed_type="MULTI_CPU"))
+    if raises:
+        with pytest.raises(ConfigError, match="Stage 'sft-1'.*accelerate runs FSDP only on GPUs"):
+            require_fsdp_when_asked(trainer, "sft-1")
+    else:
+        require_fsdp_when_asked(trainer, "sft-1")
