@@ -34,6 +34,7 @@ implementation and reports step time, MFU and peak memory (`gpu`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -329,9 +330,12 @@ def _measure(opts, workdir: str) -> dict:
     }
     if opts.device == "cuda":
         result["gpu"] = _gpu_steps(large, env, opts)
-    print(json.dumps(result, indent=2))
     return result
 
 
+
 if __name__ == "__main__":
-    main()
+    # stdout carries the JSON object alone (`... | python -m json.tool` works); the Trainer's log lines go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = main()
+    print(json.dumps(figures, indent=2))

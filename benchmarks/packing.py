@@ -28,6 +28,7 @@ preset, so text lengths are in that tokenizer's tokens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -463,9 +464,12 @@ def main(argv: list[str] | None = None) -> dict:
         result["peak_tflops"] = opts.peak_tflops
         result["mfu_packed"] = round(6 * lm_params * packed["useful_tokens_per_s"] / peak, 4)
         result["mfu_padded"] = round(6 * lm_params * padded["useful_tokens_per_s"] / peak, 4)
-    print(json.dumps(result, indent=2))
     return result
 
 
+
 if __name__ == "__main__":
-    main()
+    # stdout carries the JSON object alone (`... | python -m json.tool` works); the Trainer's log lines go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        figures = main()
+    print(json.dumps(figures, indent=2))

@@ -17,10 +17,7 @@ def _run(script: str, *args: str) -> dict:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    # The Trainer prints its log dicts on stdout before the result: the JSON object starts at the last "{" line.
-    lines = done.stdout.splitlines()
-    start = max(i for i, line in enumerate(lines) if line == "{")
-    return json.loads("\n".join(lines[start:]))
+    return json.loads(done.stdout)  # stdout is the JSON object alone (log lines go to stderr)
 
 
 @pytest.mark.slow
