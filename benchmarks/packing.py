@@ -351,8 +351,9 @@ def _memory_probe(argv, path: str, steps: int) -> float:
     trainer_cls = padded_cls if path == "padded" else packed_cls
     args = _path_args(env, opts, path, max_steps=steps, logging_steps=steps, disable_tqdm=True)
     attn = opts.attn if path == "padded" else opts.packed_attn
-    return _run(trainer_cls, clock_cls, lambda: env["make_model"](attn), args, env["dataset"], env["processor"],
-                env["cuda"], 0, attn=attn)["peak_memory_mb"]
+    with contextlib.redirect_stdout(sys.stderr):  # a spawned child: its Trainer logs must not reach the JSON's stdout
+        return _run(trainer_cls, clock_cls, lambda: env["make_model"](attn), args, env["dataset"],
+                    env["processor"], env["cuda"], 0, attn=attn)["peak_memory_mb"]
 
 
 def main(argv: list[str] | None = None) -> dict:
