@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION, follows_answer_format
 from infimed.core.endpoints import EndpointConfig, make_client
 from infimed.core.errors import InputFileError
 from infimed.core.generation import load_for_generation
-from infimed.core.answers import ANSWER_FORMAT_INSTRUCTION, follows_answer_format
 from infimed.core.prompts import DATASET_REASONING_SUFFIX
 
 from .benchmarks import BENCHMARKS, LoadedBenchmark, load_benchmark, resolve_benchmark_names
