@@ -19,6 +19,8 @@ checkpoint carries for remote code: a checkpoint loads without InfiMed, with `sd
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -61,6 +63,23 @@ def sample_starts(position_ids: torch.Tensor) -> list[list[int]]:
     return starts
 
 
+# Every decoder layer of one forward gets the same `position_ids` tensor. Finding the sample starts reads the positions
+# back to the host (a device sync on GPU), so it is done once per forward: the last tensor seen (weakly referenced,
+# so a freed tensor whose id is reused never matches) and its in-place version counter key the cached starts. One
+# tuple, replaced whole, so a concurrent forward can never read one tensor's key with another's starts.
+_last_starts: tuple = (None, None, None)
+
+
+def _starts_once_per_forward(position_ids: torch.Tensor) -> list[list[int]]:
+    global _last_starts
+    ref, version, starts = _last_starts
+    if ref is not None and ref() is position_ids and version == position_ids._version:
+        return starts
+    starts = sample_starts(position_ids)
+    _last_starts = (weakref.ref(position_ids), position_ids._version, starts)
+    return starts
+
+
 def sdpa_varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
                                   value: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs):
     """Causal sdpa on each sample of each row; query (B, H, S, D), key/value (B, H_kv, S, D); returns (B, S, H, D)."""
@@ -70,7 +89,7 @@ def sdpa_varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, 
             or kwargs.get("is_causal") is False or key.shape[2] != length or kwargs.get("sliding_window")
             or position_ids.shape[-1] != length):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    starts = sample_starts(position_ids)
+    starts = _starts_once_per_forward(position_ids)
     if all(len(row) == 1 for row in starts):  # nothing packed: one causal sdpa over the batch
         return sdpa_attention_forward(module, query, key, value, None, **kwargs)
     rows = []

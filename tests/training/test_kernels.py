@@ -249,3 +249,30 @@ def test_packed_trainer_on_cpu_switches_sdpa_to_sdpa_varlen_and_keeps_eager(tmp_
     assert switched.model.config.text_config._attn_implementation == SDPA_VARLEN
     assert any(SDPA_VARLEN in record.getMessage() for record in caplog.records)
     assert trainer("eager").model.config.text_config._attn_implementation == "eager"
+
+
+def test_sdpa_varlen_finds_the_sample_starts_once_per_forward(packed, monkeypatch):
+    """Every layer gets the same positions; reading them back (a device sync on GPU) happens once per forward, and a
+    new positions tensor (or the same one changed in place) is read again."""
+    calls = []
+
+    def counting(position_ids):
+        calls.append(position_ids.shape)
+        return sample_starts(position_ids)
+
+    monkeypatch.setattr(sdpa_varlen, "sample_starts", counting)
+    batch, _ = packed
+    batch = {**batch, "position_ids": batch["position_ids"].clone()}  # a tensor no earlier test's forward has seen
+    model = tiny_model(num_image_tokens=NUM_IMAGE_TOKENS, attn_implementation=SDPA_VARLEN)
+    assert model.config.text_config.num_hidden_layers > 1
+    with torch.no_grad():
+        first = model(**batch).logits
+        assert len(calls) == 1
+        second = model(**{**batch, "position_ids": batch["position_ids"].clone()}).logits
+        assert len(calls) == 2
+        torch.testing.assert_close(first, second)
+        positions = batch["position_ids"].clone()
+        model(**{**batch, "position_ids": positions})
+        positions[:, -1] = 0  # the last token becomes a sample of its own: the starts must be read again
+        model(**{**batch, "position_ids": positions})
+    assert len(calls) == 4
