@@ -1,5 +1,6 @@
 """Streamed SFT data (`streaming: true`): every kept sample packed once within budget, packing close to offline,
-an exact resume of the stream (alone and through `infimed train --resume`), and drops counted in the summary."""
+an exact resume of the stream (alone and through `infimed train --resume`), drops counted in the summary, and a Hub
+dataset (served by the loopback stand-in Hub) streamed like its local shards."""
 
 import json
 import os
@@ -310,6 +311,45 @@ def test_two_processes_train_each_sample_once_and_resume(shards, tmp_path, train
         (tmp_path / "two" / name).unlink()
     resumed = _torchrun(recipe_path, tmp_path / "resume-log", "--resume")
     assert resumed == [rank[2:] for rank in ranks]
+
+
+def test_a_hub_dataset_streams_like_its_local_shards(shards, tmp_path, trained):
+    """`hub_id` + `streaming: true` reads the shards from the Hub as the stage trains (HTTP range reads through
+    `datasets`' Hub file system, nothing downloaded into the cache) and trains the same rows as the local shards."""
+    from tests.helpers.hub_server import HubServer
+    from tests.hub.test_hub import FAKE_TOKEN, client_env
+    from tests.training.test_distributed_train import ROOT
+
+    _run(_stage(shards, max_steps=4), tmp_path / "local")
+    local = list(trained)
+    repo = "infimed-test/streamed-vqa"
+    with HubServer(token=FAKE_TOKEN) as hub:
+        home = tmp_path / "hf_home"
+        env = {**client_env(hub, home), "HF_DATASETS_OFFLINE": "0", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        upload = ("from huggingface_hub import HfApi; api = HfApi(); "
+                  f"api.create_repo({repo!r}, repo_type='dataset'); "
+                  f"api.upload_folder(folder_path={shards!r}, path_in_repo='data', repo_id={repo!r}, "
+                  "repo_type='dataset')")
+        done = subprocess.run([sys.executable, "-c", upload], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-4000:]
+        stage = _stage(shards, max_steps=4)
+        stage["datasets"] = [{"hub_id": repo, "split": "train", "streaming": True}]
+        recipe_path = tmp_path / "recipe.yaml"
+        recipe_path.write_text(yaml.safe_dump({"model": "tiny", "output_dir": str(tmp_path / "hub"), "seed": 3,
+                                               "stages": [stage]}))
+        (tmp_path / "log").mkdir()
+        # HF_ENDPOINT is read when huggingface_hub is imported: the run needs a process of its own.
+        done = subprocess.run([sys.executable, __file__, str(recipe_path), str(tmp_path / "log")], env=env,
+                              capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-6000:]
+        parquet_reads = [path for method, path, _ in hub.requests if method == "GET" and path.endswith(".parquet")]
+    assert json.loads((tmp_path / "log" / "rank0.json").read_text()) == local
+    read, uploaded = {Path(p).name for p in parquet_reads}, {Path(f).name for f in os.listdir(shards)}
+    # Read as needed: 4 one-row steps with a 12-sample buffer need the first two of the three shards, not the last.
+    assert read == uploaded - {"train-00002.parquet"}
+    assert not list(home.rglob("*.parquet"))  # streamed: no shard was downloaded into the Hugging Face cache
+    summary = json.loads((tmp_path / "hub" / "sft" / "stage_summary.json").read_text())
+    assert summary["streaming"] is True and summary["mixing"]["sources"] == [{"name": repo, "probability": 1.0}]
 
 
 if __name__ == "__main__":
