@@ -72,6 +72,8 @@ _last_starts: tuple = (None, None, None)
 
 def _starts_once_per_forward(position_ids: torch.Tensor) -> list[list[int]]:
     global _last_starts
+    if position_ids.is_inference():  # no version counter to tell an in-place change: read them every time
+        return sample_starts(position_ids)
     ref, version, starts = _last_starts
     if ref is not None and ref() is position_ids and version == position_ids._version:
         return starts

@@ -276,3 +276,7 @@ def test_sdpa_varlen_finds_the_sample_starts_once_per_forward(packed, monkeypatc
         positions[:, -1] = 0  # the last token becomes a sample of its own: the starts must be read again
         model(**{**batch, "position_ids": positions})
     assert len(calls) == 4
+    with torch.inference_mode():  # inference tensors have no version counter: read each layer, same logits
+        inference = model(**{**batch, "position_ids": batch["position_ids"].clone()}).logits
+    assert len(calls) == 4 + model.config.text_config.num_hidden_layers
+    torch.testing.assert_close(inference, first)
