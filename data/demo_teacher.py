@@ -40,8 +40,8 @@ import random
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from infimed.core.loopback_server import JSONRequestHandler, LoopbackServer
 from infimed.core.tasks import QuestionKind, option_letter
 
 __all__ = ["DEFAULT_ERROR_RATES", "DemoTeacher", "TeacherAnswer", "image_digest", "main", "write_trace"]
@@ -161,7 +161,7 @@ def _request_parts(request: dict) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
-class DemoTeacher:
+class DemoTeacher(LoopbackServer):
     """Serve traces for ``dataset`` (demo schema: `question`, `answer`, `kind`, `options`, `images`) on 127.0.0.1.
 
         with DemoTeacher(load_from_disk("demo-output/demo-data")["train"]) as teacher:
@@ -180,9 +180,7 @@ class DemoTeacher:
         self.index = self._build_index(dataset)
         self.served: dict[str, int] = {}
         self._lock = threading.Lock()
-        handler = type("DemoTeacherHandler", (_Handler,), {"teacher": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Handler, port)
 
     @staticmethod
     def _build_index(dataset) -> dict[str, TeacherAnswer]:
@@ -198,11 +196,6 @@ class DemoTeacher:
             index[_key(row["question"], row.get("options"), digests)] = TeacherAnswer(
                 row["kind"], str(row["answer"]).strip(), tuple(row.get("options") or ()))
         return index
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
 
     def answer(self, request: dict) -> tuple[int, str]:
         """(HTTP status, assistant text or error message) for one chat-completions request body."""
@@ -223,43 +216,25 @@ class DemoTeacher:
             self.served[flaw] = self.served.get(flaw, 0) + 1
         return 200, trace
 
-    def __enter__(self) -> "DemoTeacher":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    teacher: DemoTeacher
-
-    def log_message(self, *args):  # one line per request would drown the demo's output
-        pass
-
-    def _send(self, status: int, body: dict) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+class _Handler(JSONRequestHandler):
+    owner: DemoTeacher
 
     def do_POST(self):  # noqa: N802 - http.server naming
         if not self.path.endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"unknown path {self.path}; POST /v1/chat/completions"}})
+            self.send_json(404, {"error": {"message": f"unknown path {self.path}; POST /v1/chat/completions"}})
             return
         try:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         except ValueError:
-            self._send(400, {"error": {"message": "the body is not JSON"}})
+            self.send_json(400, {"error": {"message": "the body is not JSON"}})
             return
-        status, text = self.teacher.answer(request)
+        status, text = self.owner.answer(request)
         if status != 200:
-            self._send(status, {"error": {"message": text}})
+            self.send_json(status, {"error": {"message": text}})
             return
-        self._send(200, {
+        self.send_json(200, {
             "object": "chat.completion", "model": request.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         })
@@ -278,11 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     teacher = DemoTeacher(loaded[args.split] if isinstance(loaded, datasets.DatasetDict) else loaded, port=args.port)
     print(f"Demo teacher ({len(teacher.index)} samples) at {teacher.base_url}; Ctrl-C stops it.", flush=True)
     try:
-        teacher._server.serve_forever()
+        teacher.serve_forever()
     except KeyboardInterrupt:
         pass
-    finally:
-        teacher._server.server_close()
     return 0
 
 

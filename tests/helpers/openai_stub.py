@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from infimed.core.loopback_server import JSONRequestHandler, LoopbackServer
 
 __all__ = ["OpenAIStub", "scripted", "last_user_text"]
 
@@ -48,56 +49,42 @@ def last_user_text(request: dict) -> str:
     return ""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    stub: "OpenAIStub"
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def _send(self, status: int, body: Any) -> None:
-        if isinstance(body, bytes):
-            raw = body
-        else:
-            raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+class _Handler(JSONRequestHandler):
+    owner: "OpenAIStub"
 
     def do_POST(self):  # noqa: N802 - http.server naming
         length = int(self.headers.get("Content-Length", 0))
         try:
             request = json.loads(self.rfile.read(length))
         except ValueError:
-            self._send(400, {"error": {"message": "body is not JSON"}})
+            self.send_json(400, {"error": {"message": "body is not JSON"}})
             return
-        with self.stub._lock:
-            self.stub.requests.append(request)
-            self.stub.headers.append(dict(self.headers))
+        with self.owner._lock:
+            self.owner.requests.append(request)
+            self.owner.headers.append(dict(self.headers))
         if not self.path.endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"unknown path {self.path}"}})
+            self.send_json(404, {"error": {"message": f"unknown path {self.path}"}})
             return
         try:
-            reply = self.stub.responder(request)
+            reply = self.owner.responder(request)
         except Exception as exc:  # noqa: BLE001 - the stub reports responder bugs as server errors
-            self._send(500, {"error": {"message": repr(exc)}})
+            self.send_json(500, {"error": {"message": repr(exc)}})
             return
         if isinstance(reply, tuple):
-            self._send(*reply)
+            self.send_json(*reply)
         elif isinstance(reply, int):
-            self._send(reply, {"error": {"message": f"scripted status {reply}"}})
+            self.send_json(reply, {"error": {"message": f"scripted status {reply}"}})
         else:
             body = {
-                "id": f"stub-{len(self.stub.requests)}",
+                "id": f"stub-{len(self.owner.requests)}",
                 "object": "chat.completion",
                 "model": request.get("model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
             }
-            self._send(200, body)
+            self.send_json(200, body)
 
 
-class OpenAIStub:
+class OpenAIStub(LoopbackServer):
     """Serve ``responder`` on 127.0.0.1 at a free port in a daemon thread; use as a context manager."""
 
     def __init__(self, responder: Callable[[dict], Any]):
@@ -105,19 +92,4 @@ class OpenAIStub:
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self._lock = threading.Lock()
-        handler = type("StubHandler", (_Handler,), {"stub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> "OpenAIStub":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_Handler)
